@@ -1,0 +1,40 @@
+"""Numba types shared by every kernel.
+
+Right-hand sides are passed to the compiled solver loops as *first-class function values* of a fixed
+signature rather than as Numba dispatchers.  A dispatcher argument makes Numba specialise (and re-key the
+on-disk cache of) every loop per right-hand side, so nothing could ever be loaded from the cache; a
+``FunctionType`` argument keeps one cached machine-code version of each loop for all right-hand sides at
+the price of an indirect call (a few nanoseconds).
+"""
+from numba import types
+
+F64 = types.float64
+I64 = types.int64
+B1 = types.boolean
+ARR1 = types.float64[::1]
+ARR2 = types.float64[:, ::1]
+ARR3 = types.float64[:, :, ::1]
+IARR1 = types.int64[::1]
+
+#: ``f(t, y, p, out)``: writes dy/dt into ``out``.
+RHS_SIG = types.void(F64, ARR1, ARR1, ARR1)
+RHS = types.FunctionType(RHS_SIG)
+
+#: ``f_vjp(t, y, p, a, out_y, out_p)``: ``out_y = aᵀ ∂f/∂y``, ``out_p = aᵀ ∂f/∂p`` (overwritten).
+VJP_SIG = types.void(F64, ARR1, ARR1, ARR1, ARR1, ARR1)
+VJP = types.FunctionType(VJP_SIG)
+
+#: ``f_jvp(t, y, p, v, out)``: ``out = ∂f/∂y · v``.
+JVP_SIG = types.void(F64, ARR1, ARR1, ARR1, ARR1)
+JVP = types.FunctionType(JVP_SIG)
+
+#: Tableau coefficients are frozen (read-only) arrays.
+RO1 = types.Array(types.float64, 1, "C", readonly=True)
+RO2 = types.Array(types.float64, 2, "C", readonly=True)
+
+from ._jit import function_type_maker  # noqa: E402
+
+#: Inside kernels: ``f = rhs_from(c_addr, jit_addr)`` rebuilds a right-hand side from a FunctionHandle.
+rhs_from = function_type_maker(RHS_SIG)
+vjp_from = function_type_maker(VJP_SIG)
+jvp_from = function_type_maker(JVP_SIG)

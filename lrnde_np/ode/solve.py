@@ -1,0 +1,259 @@
+"""``solve_ode``: validated arguments in, :class:`Solution` out."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+from numba import njit
+
+from ..tableaus import ERKTableau, get_tableau
+from .control import N_CONTROL, pi_defaults
+from .loop import RECORD_STAGES, RECORD_STATES, RECORD_STEPS, STATUS_MESSAGES, SUCCESS, solve_loop
+from .rhs import as_compiled
+
+
+@dataclass
+class StepRecords:
+    """Per accepted step: start time, signed dt, E_est, stiffness estimate; states/stages when stored.
+
+    ``y[j]`` is the state at the start of step j (``y[-1]`` the final state), ``K[j]`` its stage values.
+    """
+
+    t: np.ndarray
+    dt: np.ndarray
+    error_estimate: np.ndarray
+    stiffness_estimate: np.ndarray
+    y: Optional[np.ndarray] = None
+    K: Optional[np.ndarray] = None
+
+    def __len__(self):
+        return self.dt.size
+
+    @property
+    def t_end(self) -> np.ndarray:
+        """End time of every accepted step."""
+        return self.t + self.dt
+
+
+@dataclass
+class Solution:
+    t: np.ndarray
+    y: np.ndarray                      # (len(t), n)
+    status: int
+    message: str
+    stats: dict
+    method: ERKTableau
+    t_span: tuple
+    steps: Optional[StepRecords] = None
+    save_step: Optional[np.ndarray] = None   # step index that produced each saved point (-1: y0)
+    save_theta: Optional[np.ndarray] = None  # θ within that step
+    p: Optional[np.ndarray] = field(default=None, repr=False)
+    options: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def success(self) -> bool:
+        return self.status == SUCCESS
+
+    @property
+    def nfe(self) -> int:
+        return self.stats["nfe"]
+
+    def __call__(self, t):
+        """Dense output at time(s) t inside the solved span (needs ``dense=True``)."""
+        if self.steps is None or self.steps.K is None:
+            raise ValueError("t: dense output needs solve_ode(..., dense=True)")
+        t_arr = np.atleast_1d(np.asarray(t, dtype=np.float64))
+        out = np.empty((t_arr.size, self.steps.y.shape[1]))
+        for k, tk in enumerate(t_arr):
+            j, theta = self.locate(tk)
+            h = self.steps.dt[j]
+            w = self.method.dense_weights(theta)
+            out[k] = self.steps.y[j] + h * (w @ self.steps.K[j])
+        return out[0] if np.ndim(t) == 0 else out
+
+    def locate(self, t):
+        """(step index, θ) of the accepted step covering time t."""
+        t0, t1 = self.t_span
+        lo, hi = min(t0, t1), max(t0, t1)
+        if not (lo <= t <= hi):
+            raise ValueError(f"t: {t} is outside the solved span {self.t_span}")
+        n_steps = len(self.steps)
+        if n_steps == 0:
+            raise ValueError("t: the solution has no accepted steps")
+        tdir = 1.0 if t1 >= t0 else -1.0
+        # Step starts are monotone in the direction of integration.
+        j = int(np.searchsorted(tdir * self.steps.t, tdir * t, side="right")) - 1
+        j = min(max(j, 0), n_steps - 1)
+        theta = (t - self.steps.t[j]) / self.steps.dt[j]
+        return j, float(theta)
+
+
+@njit(cache=True)
+def _saveat_problem(ts, tdir, lo, hi):
+    """0 if ``ts`` is finite, sorted along tdir and inside [lo, hi]; else 1, 2 or 3 (which check failed)."""
+    for k in range(ts.size):
+        if not np.isfinite(ts[k]):
+            return 1
+        if k > 0 and (ts[k] - ts[k - 1]) * tdir < 0.0:
+            return 2
+        if ts[k] < lo or ts[k] > hi:
+            return 3
+    return 0
+
+
+@njit(cache=True)
+def _all_finite(a):
+    for v in a.ravel():
+        if not np.isfinite(v):
+            return False
+    return True
+
+
+def check_array(name, x, ndim=1):
+    """A C-contiguous float64 copy-if-needed of ``x`` with ``ndim`` dimensions and finite values."""
+    try:
+        a = np.ascontiguousarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a float array, got {type(x).__name__}") from exc
+    if a.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-dimensional, got shape {a.shape}")
+    if not _all_finite(a):
+        raise ValueError(f"{name} contains non-finite values")
+    return a
+
+
+def _check_positive(name, x):
+    try:
+        v = float(x)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a number, got {type(x).__name__}") from exc
+    if not (np.isfinite(v) and v > 0):
+        raise ValueError(f"{name} must be a positive finite number, got {x!r}")
+    return v
+
+
+def validate_span(t_span):
+    try:
+        t0, t1 = (float(v) for v in t_span)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"t_span must be a pair of numbers (t0, t1), got {t_span!r}") from exc
+    if not (np.isfinite(t0) and np.isfinite(t1)):
+        raise ValueError(f"t_span must be finite, got {t_span!r}")
+    return t0, t1
+
+
+def validate_saveat(saveat, t0, t1):
+    if saveat is None:
+        return None
+    try:
+        ts = np.ascontiguousarray(saveat, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"saveat must be a sequence of times, got {type(saveat).__name__}") from exc
+    if ts.ndim == 0:
+        ts = ts.reshape(1)
+    if ts.ndim != 1 or ts.size == 0:
+        raise ValueError("saveat must be a non-empty 1-D sequence of times (or None)")
+    lo, hi = min(t0, t1), max(t0, t1)
+    problem = _saveat_problem(ts, 1.0 if t1 >= t0 else -1.0, lo, hi)
+    if problem:
+        raise ValueError(("saveat contains non-finite times",
+                          "saveat must be sorted in the direction of integration (t0 towards t1)",
+                          f"saveat has times outside t_span [{lo}, {hi}]")[problem - 1])
+    return ts
+
+
+def control_array(tab: ERKTableau, t0, t1, dtmin, dtmax, dt, controller):
+    ctrl = np.zeros(N_CONTROL)
+    c = pi_defaults(tab.order)
+    if controller:
+        unknown = set(controller) - set(c)
+        if unknown:
+            raise ValueError(f"controller: unknown settings {sorted(unknown)}; known: {sorted(c)}")
+        c.update({k: float(v) for k, v in controller.items()})
+    ctrl[:6] = [c["beta1"], c["beta2"], c["gamma"], c["qmin"], c["qmax"], c["qoldinit"]]
+    span = abs(t1 - t0)
+    ctrl[6] = 16 * np.finfo(float).eps * max(abs(t0), abs(t1), 1.0) if dtmin is None else _check_nonneg("dtmin", dtmin)
+    ctrl[7] = span if dtmax is None else _check_positive("dtmax", dtmax)
+    ctrl[8] = 0.0 if dt is None else _check_positive("dt", dt)
+    return ctrl
+
+
+def _check_nonneg(name, x):
+    v = float(x)
+    if not (np.isfinite(v) and v >= 0):
+        raise ValueError(f"{name} must be a non-negative finite number, got {x!r}")
+    return v
+
+
+def solve_ode(f, t_span, y0, p=None, method="tsit5", rtol=1e-3, atol=1e-6, saveat=None, dense=False,
+              record_steps=False, record_states=False, dt=None, adaptive=None, dtmin=None, dtmax=None,
+              max_steps=100_000, controller=None) -> Solution:
+    """Solve y' = f(t, y, p) on ``t_span`` with an explicit Runge–Kutta method.
+
+    Parameters
+    ----------
+    f : Numba-compiled ``f(t, y, p, out)`` writing dy/dt into ``out`` (flat float64 arrays). A plain
+        Python function works too, through Numba's object mode (much slower; a warning says so).
+    t_span : (t0, t1); t1 < t0 integrates backwards.
+    y0, p : initial state and parameters (1-D; ``p`` may be omitted).
+    method : "tsit5" (default), "dp5", "bs3" (adaptive) or "euler", "rk4" (fixed step, need ``dt``), or an
+        :class:`~lrnde_np.tableaus.ERKTableau`.
+    rtol, atol : tolerances; ``atol`` may be a per-component array.
+    saveat : sorted times at which to return the solution (dense output inside the steps); default: t0
+        and every accepted step.
+    dense : keep the stages of every step so that ``sol(t)`` evaluates the interpolant anywhere.
+    record_steps : keep the per-step records (t, dt, E_est, stiffness estimate) in ``sol.steps``.
+    record_states : also keep the state and stages of every step (for adjoints and regularizers).
+    dt : initial step (adaptive) or the fixed step; ``adaptive=False`` forces fixed steps of size dt.
+    dtmin, dtmax, max_steps, controller : step-size limits and PI-controller settings (``beta1``,
+        ``beta2``, ``gamma``, ``qmin``, ``qmax``, ``qoldinit``; defaults as OrdinaryDiffEq).
+    """
+    tab = get_tableau(method)
+    t0, t1 = validate_span(t_span)
+    y0 = check_array("y0", y0)
+    if y0.size == 0:
+        raise ValueError("y0 must not be empty")
+    p = np.zeros(0) if p is None else check_array("p", p)
+    rtol = _check_positive("rtol", rtol)
+    atol_arr = np.asarray(atol, dtype=np.float64)
+    if atol_arr.ndim == 0:
+        atol_arr = np.full(y0.size, _check_positive("atol", atol))
+    elif atol_arr.shape != y0.shape:
+        raise ValueError(f"atol must be a scalar or have the shape of y0 {y0.shape}, got {atol_arr.shape}")
+    elif not np.all(np.isfinite(atol_arr) & (atol_arr > 0)):
+        raise ValueError("atol must be positive and finite")
+    atol_arr = np.ascontiguousarray(atol_arr)
+    ts = validate_saveat(saveat, t0, t1)
+    if adaptive is None:
+        adaptive = tab.adaptive
+    if adaptive and not tab.adaptive:
+        raise ValueError(f"method: {tab.name} has no error estimate; use adaptive=False with a fixed dt")
+    if not adaptive and dt is None:
+        raise ValueError(f"dt: fixed-step integration ({tab.name}) needs a step size dt")
+    if not isinstance(max_steps, (int, np.integer)) or max_steps <= 0:
+        raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
+    ctrl = control_array(tab, t0, t1, dtmin, dtmax, dt, controller)
+    rhs = as_compiled(f, "rhs", "f")
+
+    record = (RECORD_STEPS if (record_steps or dense or record_states) else 0)
+    if dense or record_states:
+        record |= RECORD_STATES | RECORD_STAGES
+    si, sj = tab.stiffness_pair if tab.stiffness_pair else (-1, -1)
+    out = solve_loop(rhs.addresses, tab.A, tab.c, tab.btilde, tab.P, tab.order, si, sj, t0, t1, y0, p, rtol, atol_arr,
+                     ts if ts is not None else np.zeros(0), ts is None, ctrl, bool(adaptive), int(max_steps),
+                     record)
+    (status, t_save, y_save, save_step, save_theta, nfe, accepted, rejected, step_t, step_dt, step_E, step_S,
+     step_y, step_K, n_steps) = out
+    steps = None
+    if record:
+        steps = StepRecords(step_t, step_dt, step_E, step_S,
+                            step_y if record & RECORD_STATES else None, step_K if record & RECORD_STAGES else None)
+    message = STATUS_MESSAGES[status]
+    if status != SUCCESS:
+        last = t_save[-1] if t_save.size else t0
+        message += f" (last saved time {last:.6g})"
+    return Solution(t=t_save, y=y_save, status=int(status), message=message,
+                    stats=dict(nfe=int(nfe), accepted=int(accepted), rejected=int(rejected)), method=tab,
+                    t_span=(t0, t1), steps=steps, save_step=save_step, save_theta=save_theta, p=p,
+                    options=dict(rtol=rtol, atol=atol_arr, adaptive=bool(adaptive), rhs=rhs))
