@@ -51,3 +51,13 @@ def function_type_maker(signature):
         return fn_type(types.int64, types.int64), codegen
 
     return make
+
+
+@intrinsic
+def float_bits_as_int(typingctx, x):
+    """Reinterpret the 64 bits of a float64 as an int64 (the inverse of ``int64_array.view(float64)``)."""
+
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return types.int64(types.float64), codegen

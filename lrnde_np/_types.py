@@ -38,3 +38,31 @@ from ._jit import function_type_maker  # noqa: E402
 rhs_from = function_type_maker(RHS_SIG)
 vjp_from = function_type_maker(VJP_SIG)
 jvp_from = function_type_maker(JVP_SIG)
+
+
+def handle_as_floats(handle):
+    """A FunctionHandle's two addresses bit-cast to two float64, to travel inside a parameter vector.
+
+    Composite right-hand sides (the adjoints' augmented dynamics) are ordinary ``f(t, y, ctx, out)``
+    functions whose ``ctx`` carries the inner functions this way; :func:`rhs_at`/:func:`vjp_at` read them back.
+    """
+    import numpy as np
+
+    return np.array(handle.addresses, dtype=np.int64).view(np.float64)
+
+
+from numba import njit  # noqa: E402
+
+from ._jit import float_bits_as_int  # noqa: E402
+
+
+@njit(cache=True, inline="always")
+def rhs_at(ctx, offset):
+    """The RHS whose addresses :func:`handle_as_floats` stored at ``ctx[offset:offset+2]``."""
+    return rhs_from(float_bits_as_int(ctx[offset]), float_bits_as_int(ctx[offset + 1]))
+
+
+@njit(cache=True, inline="always")
+def vjp_at(ctx, offset):
+    """The VJP whose addresses :func:`handle_as_floats` stored at ``ctx[offset:offset+2]``."""
+    return vjp_from(float_bits_as_int(ctx[offset]), float_bits_as_int(ctx[offset + 1]))
