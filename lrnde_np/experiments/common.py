@@ -1,0 +1,209 @@
+"""What ``lrnde compare`` and ``lrnde train`` share: task options, defaults, methods, and one training run."""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ..models import ADJOINTS, MNISTTask, Regularization, SpiralTask
+from ..training import SCHEDULES, TrainConfig, TrainingDiverged, make_generators, train
+
+#: The comparison's four methods → (regularizer kind, table label).
+METHODS = {
+    "vanilla": ("none", "Vanilla NODE"),
+    "global": ("global", "Global ERNODE (2021)"),
+    "local-unbiased": ("local_unbiased", "Local Unbiased ERNODE"),
+    "local-biased": ("local_biased", "Local Biased ERNODE"),
+}
+
+#: Per-task defaults (flags override them).  MNIST's λ follows the paper (2.5 → 1.0, exponential); the
+#: rest is sized for a 2-core CPU (see validation/mnist_node.py for the validation budget).
+DEFAULTS = {
+    "spiral": dict(iters=2000, batch_size=20, lr=5e-3, rtol=1e-6, atol=1e-8, hidden=50, lam=0.01, lam_end=None,
+                   schedule="constant", lam_global=0.1),
+    "mnist": dict(iters=300, batch_size=64, lr=1e-3, rtol=1e-5, atol=1e-5, hidden=100, lam=2.5, lam_end=1.0,
+                  schedule="exponential", lam_global=None),
+}
+DATA_NOTE = ("8,000 training / 2,000 held-out images drawn from the 10,000-image MNIST test split "
+             "(fixed split seed {seed})")
+
+
+def method_name(text):
+    """Canonical method name ('local_unbiased' and 'local-unbiased' both work)."""
+    name = text.strip().lower().replace("_", "-")
+    if name not in METHODS:
+        raise argparse.ArgumentTypeError(f"unknown method {text!r}; choose from {', '.join(METHODS)}")
+    return name
+
+
+def method_list(text):
+    names = [method_name(t) for t in text.split(",") if t.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("--methods: give at least one method")
+    return list(dict.fromkeys(names))
+
+
+def add_task_arguments(parser):
+    """Options common to ``compare`` and ``train`` (defaults per task are filled in by :func:`resolve`)."""
+    g = parser.add_argument_group("task")
+    g.add_argument("--task", choices=("spiral", "mnist"), default="spiral",
+                   help="spiral regression (default, about a minute) or MNIST classification (needs --data)")
+    g.add_argument("--data", metavar="DIR", help="directory holding the MNIST IDX files (t10k-images-idx3-ubyte[.gz], "
+                                                 "t10k-labels-idx1-ubyte[.gz])")
+    g.add_argument("--n-train", type=int, default=8000, help="MNIST: training images of the 10,000 (default 8000)")
+    g.add_argument("--split-seed", type=int, default=0, help="MNIST: seed of the train/held-out split (default 0)")
+    g.add_argument("--hidden", type=int, help="hidden width of the field (spiral 50, MNIST 100)")
+    g.add_argument("--rtol", type=float, help="relative tolerance (spiral 1e-6, MNIST 1e-5)")
+    g.add_argument("--atol", type=float, help="absolute tolerance (spiral 1e-8, MNIST 1e-5)")
+    g.add_argument("--adjoint", choices=ADJOINTS, default="discrete",
+                   help="gradient of the main solve (the global regularizer always uses the discrete adjoint)")
+    g.add_argument("--eval-batches", type=int, help="MNIST: evaluate on at most this many held-out batches")
+    g.add_argument("--eval-batch-size", type=int, help="MNIST: prediction batch size (default: --batch-size)")
+    t = parser.add_argument_group("training")
+    t.add_argument("--seed", type=int, default=0, help="seed of everything random in training (default 0)")
+    t.add_argument("--iters", type=int, help="training iterations (spiral 2000, MNIST 300)")
+    t.add_argument("--batch-size", type=int, help="minibatch size (spiral 20, MNIST 64)")
+    t.add_argument("--lr", type=float, help="Adam learning rate (spiral 5e-3, MNIST 1e-3)")
+    t.add_argument("--lambda", dest="lam", type=float,
+                   help="λ of the local regularizers, start value of a schedule (spiral 0.01, MNIST 2.5)")
+    t.add_argument("--lambda-end", dest="lam_end", type=float, help="λ at the end of an exponential schedule "
+                                                                     "(MNIST 1.0)")
+    t.add_argument("--schedule", choices=SCHEDULES, help="λ schedule (spiral constant, MNIST exponential)")
+    t.add_argument("--lambda-global", dest="lam_global", type=float,
+                   help="λ of the global regularizer (spiral 0.1; MNIST: same as --lambda, with the same schedule)")
+    t.add_argument("--heuristic", choices=("error", "error_stiffness", "stiffness"), default="error",
+                   help="regularized heuristic: E·dt (default, the papers), E·dt + c·S, or S")
+    t.add_argument("--stiffness-weight", type=float, default=1.0, help="c of --heuristic error_stiffness")
+    t.add_argument("--through-state", action="store_true",
+                   help="local: also backpropagate the regularizer through z(t_reg) (the paper does not)")
+    t.add_argument("--quiet", action="store_true", help="no progress display")
+    return parser
+
+
+def resolve(args):
+    """Fill task defaults into the parsed arguments (in place) and check them."""
+    for key, value in DEFAULTS[args.task].items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    if args.lam_global is None:
+        args.lam_global = args.lam
+    if args.task == "mnist" and not args.data:
+        raise SystemExit("lrnde: --task mnist needs --data DIR (the directory with the MNIST IDX files)")
+    for name in ("iters", "batch_size", "hidden"):
+        if getattr(args, name) < 1:
+            raise SystemExit(f"lrnde: --{name.replace('_', '-')} must be positive")
+    return args
+
+
+def build_task(args):
+    """The task the arguments describe (MNIST: load, split, note the split in every table)."""
+    if args.task == "spiral":
+        return SpiralTask(hidden=args.hidden, rtol=args.rtol, atol=args.atol, adjoint=args.adjoint,
+                          batch_size=args.batch_size)
+    from ..data import load_mnist, split
+
+    images, labels = load_mnist(args.data, "test")
+    if not 0 < args.n_train < images.shape[0]:
+        raise SystemExit(f"lrnde: --n-train must lie in 1…{images.shape[0] - 1}")
+    tr_x, tr_y, te_x, te_y = split(images, labels, args.n_train, args.split_seed)
+    note = DATA_NOTE.format(seed=args.split_seed)
+    if args.n_train != 8000:
+        note = (f"{args.n_train:,} training / {images.shape[0] - args.n_train:,} held-out images drawn from the "
+                f"{images.shape[0]:,}-image MNIST test split (fixed split seed {args.split_seed})")
+    return MNISTTask(tr_x, tr_y, te_x, te_y, hidden=args.hidden, rtol=args.rtol, atol=args.atol,
+                     adjoint=args.adjoint, batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
+                     data_note=note)
+
+
+def regularization_for(method, args):
+    kind = METHODS[method][0]
+    if kind == "none":
+        return Regularization("none")
+    return Regularization(kind, heuristic=args.heuristic, stiffness_weight=args.stiffness_weight,
+                          through_state=bool(args.through_state) and kind.startswith("local"))
+
+
+def train_config_for(method, args, checkpoint=None):
+    lam = args.lam_global if method == "global" else args.lam
+    kind = METHODS[method][0]
+    schedule, lam_end = args.schedule, args.lam_end
+    if kind == "none":
+        lam, schedule, lam_end = 0.0, "constant", None
+    elif schedule == "exponential" and method == "global" and args.lam_global != args.lam:
+        lam_end = lam * (args.lam_end / args.lam)   # same decay ratio as the local schedule
+    return TrainConfig(iters=args.iters, lr=args.lr, lam=lam, lam_end=lam_end, schedule=schedule, seed=args.seed,
+                       checkpoint=checkpoint, progress=not args.quiet, label=method)
+
+
+@dataclass
+class RunResult:
+    """One method's training and evaluation."""
+
+    method: str
+    label: str
+    status: str                 # "ok" or "failed: …"
+    train_time: float = float("nan")
+    warmup_time: float = float("nan")
+    test_loss: float = float("nan")
+    test_accuracy: float = float("nan")
+    train_loss: float = float("nan")
+    train_accuracy: float = float("nan")
+    prediction_time: float = float("nan")
+    test_nfe: float = float("nan")
+    train_nfe: float = float("nan")
+    backward_nfe: float = float("nan")
+    eval_batches: int = 0
+    lam: float = 0.0
+    lam_end: float = float("nan")
+    schedule: str = "constant"
+
+    def as_dict(self):
+        return asdict(self)
+
+
+def warm_up(task, method, args):
+    """Compile everything one method touches (one step and one prediction on throwaway state); seconds."""
+    start = time.perf_counter()
+    init_rng, batch_rng, reg_rng = make_generators(args.seed + 1_000_003)
+    params = task.init_params(init_rng)
+    task.step(params, task.sample_batch(batch_rng), regularization_for(method, args), 1.0, reg_rng)
+    if task.name == "mnist":
+        task.predict(params, task.test_x[: task.eval_batch_size])
+    else:
+        task.predict(params, task.data.y[task.eval_starts], task.eval_t)
+    return time.perf_counter() - start
+
+
+def run_method(task, method, args, checkpoint=None, resume=False, evaluate_train=False):
+    """Train and evaluate one method; returns (RunResult, TrainResult or None)."""
+    cfg = train_config_for(method, args, checkpoint)
+    result = RunResult(method=method, label=METHODS[method][1], status="ok", lam=cfg.lam,
+                       lam_end=float("nan") if cfg.lam_end is None else cfg.lam_end, schedule=cfg.schedule)
+    try:
+        result.warmup_time = warm_up(task, method, args)
+        trained = train(task, regularization_for(method, args), cfg, resume=resume)
+    except TrainingDiverged as exc:
+        result.status = f"failed: {exc}"
+        return result, None
+    rec = trained.records
+    tail = max(1, len(rec["loss"]) // 10)
+    result.train_time = trained.train_time
+    result.train_nfe = float(np.mean(rec["nfe_train"]))
+    result.backward_nfe = float(np.mean(rec["nfe_backward"]))
+    result.train_loss = float(np.mean(rec["task_loss"][-tail:]))
+    result.train_accuracy = float(np.mean(rec["accuracy"][-tail:]))
+    kwargs = {"max_batches": args.eval_batches} if task.name == "mnist" else {}
+    ev = task.evaluate(trained.params, **kwargs)
+    result.test_loss, result.test_accuracy = ev.test_loss, ev.test_accuracy
+    result.test_nfe, result.prediction_time, result.eval_batches = ev.test_nfe, ev.prediction_time, ev.n_batches
+    if evaluate_train and task.name == "mnist":
+        tr = task.evaluate(trained.params, split="train", **kwargs)
+        result.train_loss, result.train_accuracy = tr.test_loss, tr.test_accuracy
+    return result, trained
+
+
+def checkpoint_path(out_dir, method):
+    return os.path.join(out_dir, "checkpoints", f"{method}.npz")
