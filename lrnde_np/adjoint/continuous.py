@@ -214,13 +214,17 @@ def backward_sweep(addr, A, c, btilde, P, order, si, sj, ctrl, times, rows, rese
     times (``times`` in the order the sweep meets them, last first), add each cotangent row ``rows[k]`` to
     the adjoint channels ``Y[a_off:a_off+n]``, optionally reset ``Y[:n]`` to ``resets[k]`` (backsolve's
     checkpoints), and finish at ``t_end``.  With ``quad_addr`` non-empty (quadrature adjoint) every segment
-    is recorded and its parameter integral accumulated at once.
+    is recorded and its parameter integral accumulated at once.  Each segment after the first starts from
+    qmax times the largest step accepted in the one before — the largest step the PI controller itself could
+    have proposed next (clipped to the segment) — rather than the automatic initial-step rule, whose
+    first guess is cautious; the segments' final steps are clipped to the save times, so the controller's
+    own proposals would otherwise never grow past the spacing of the save points.
 
     Returns (Y, grad_p_quadrature, status, t_failed, nfe, accepted, rejected, n_quadrature_vjp).
     """
     n = rows.shape[1]
     quad = quad_addr.size > 0
-    record = 7 if quad else 0
+    record = 7 if quad else 1
     Y = Y0.copy()
     grad_q = np.zeros(n_p)
     nfe = 0
@@ -230,11 +234,13 @@ def backward_sweep(addr, A, c, btilde, P, order, si, sj, ctrl, times, rows, rese
     status = 0
     current = times[0] if times.size > 0 else t_end
     end_mark = np.empty(1)
+    h_prev = 0.0                # 0: automatic initial step
     for k in range(times.size + 1):
         target = times[k] if k < times.size else t_end
         if target != current:
             ctrl[6] = 16 * 2.220446049250313e-16 * max(abs(current), abs(target), 1.0)
             ctrl[7] = abs(target - current)
+            ctrl[8] = h_prev * ctrl[4]
             end_mark[0] = target
             out = solve_loop(addr, A, c, btilde, P, order, si, sj, current, target, Y, ctx, rtol, atol, end_mark,
                              False, ctrl, True, max_steps, record)
@@ -245,6 +251,8 @@ def backward_sweep(addr, A, c, btilde, P, order, si, sj, ctrl, times, rows, rese
             if status != 0:
                 return Y, grad_q, status, current, nfe, accepted, rejected, n_quad
             Y[:] = out[2][out[2].shape[0] - 1]
+            for j in range(out[9].size):
+                h_prev = max(h_prev, abs(out[9][j])) if j > 0 else abs(out[9][j])
             if quad and out[9].size > 0:
                 part, cnt = quadrature_sweep(quad_addr, ctx, P, out[8], out[9], out[12], out[13], nodes, weights,
                                              n_p)
