@@ -36,6 +36,10 @@ class TrainingDiverged(RuntimeError):
     """The loss or gradient became non-finite (or the solver failed) during training."""
 
 
+class CheckpointError(ValueError):
+    """A checkpoint cannot be read, or was written by a different configuration (so it cannot be resumed)."""
+
+
 def lambda_at(step, lam0, lam1=None, n_steps=1, schedule="constant"):
     """λ at training step ``step`` (0-based).
 
@@ -65,7 +69,7 @@ class TrainConfig:
     checkpoint: Optional[str] = None
     checkpoint_every: int = 100
     checkpoint_seconds: float = 60.0
-    progress: Optional[bool] = None     # None: on when the stream is a TTY or the run is long
+    progress: Optional[bool] = None     # None or True: on (see Progress); False: off
     label: str = ""
 
     def __post_init__(self):
@@ -157,11 +161,11 @@ def load_checkpoint(path):
         with np.load(path, allow_pickle=False) as data:
             ck = {k: data[k] for k in data.files}
     except (OSError, ValueError) as exc:
-        raise ValueError(f"checkpoint {path!r}: cannot read ({exc})") from exc
+        raise CheckpointError(f"checkpoint {path!r}: cannot read ({exc})") from exc
     needed = {"params", "adam_m", "adam_v", "adam_step_count", "adam_hyper", "rng_states", "iteration",
               "train_time", "records", "meta"}
     if not needed <= set(ck):
-        raise ValueError(f"checkpoint {path!r}: missing {sorted(needed - set(ck))}")
+        raise CheckpointError(f"checkpoint {path!r}: missing {sorted(needed - set(ck))}")
     lr, beta1, beta2, eps = (float(v) for v in ck["adam_hyper"])
     return dict(
         params=np.array(ck["params"], dtype=np.float64),
@@ -180,7 +184,7 @@ def _check_resumable(path, saved_meta, meta):
     if saved_meta == expected:
         return
     differ = sorted(k for k in set(saved_meta) | set(expected) if saved_meta.get(k) != expected.get(k))
-    raise ValueError(f"checkpoint {path!r} was written by a different configuration (differs in {differ}); "
+    raise CheckpointError(f"checkpoint {path!r} was written by a different configuration (differs in {differ}); "
                      f"use another checkpoint path or resume=False to start over")
 
 
@@ -189,17 +193,19 @@ def _check_resumable(path, saved_meta, meta):
 
 
 class Progress:
-    """A single updating line on a TTY; otherwise a plain line every ``every`` iterations or 30 s."""
+    """A single updating line on a TTY; otherwise a plain line after the first iteration, then every tenth of
+    the run (and at least every 30 s)."""
 
-    def __init__(self, total, label="", stream=None, enabled=True):
+    def __init__(self, total, label="", stream=None, enabled=True, initial=0):
         self.total = total
+        self.initial = initial          # iterations done before (a resumed run): not counted in the rate
         self.label = f"[{label}] " if label else ""
         self.stream = sys.stderr if stream is None else stream
         self.enabled = enabled
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.every = max(1, total // 10)
-        self.last_print = 0.0
         self.start = time.perf_counter()
+        self.last_print = self.start
 
     def update(self, iteration, record):
         if not self.enabled:
@@ -208,7 +214,7 @@ class Progress:
         done = iteration + 1
         line = (f"{self.label}iter {done}/{self.total}  loss {record['loss']:.4g}  "
                 f"nfe {record['nfe_train']:.0f}+{record['nfe_backward']:.0f}  "
-                f"{done / max(now - self.start, 1e-9):.1f} it/s")
+                f"{(done - self.initial) / max(now - self.start, 1e-9):.1f} it/s")
         if not math.isnan(record["accuracy"]):
             line += f"  acc {record['accuracy']:.3f}"
         if self.tty:
@@ -216,7 +222,7 @@ class Progress:
                 self.stream.write("\r" + line.ljust(100))
                 self.stream.flush()
                 self.last_print = now
-        elif done % self.every == 0 or done == self.total or now - self.last_print >= 30.0:
+        elif done == self.initial + 1 or done % self.every == 0 or done == self.total or now - self.last_print >= 30.0:
             self.stream.write(line + "\n")
             self.stream.flush()
             self.last_print = now
@@ -260,7 +266,8 @@ def train(task, regularization: Regularization, config: TrainConfig, resume=True
     generators = (init_rng, batch_rng, reg_rng)
 
     show = config.progress if config.progress is not None else True
-    progress = Progress(config.iters, config.label, stream, enabled=show and start_iter < config.iters)
+    progress = Progress(config.iters, config.label, stream, enabled=show and start_iter < config.iters,
+                        initial=start_iter)
     last_save_iter, last_save_time = start_iter, train_time
     try:
         for it in range(start_iter, config.iters):

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..models import ADJOINTS, MNISTTask, Regularization, SpiralTask
-from ..training import SCHEDULES, TrainConfig, TrainingDiverged, make_generators, train
+from ..training import SCHEDULES, CheckpointError, TrainConfig, TrainingDiverged, make_generators, train
 
 #: The comparison's four methods → (regularizer kind, table label).
 METHODS = {
@@ -99,7 +99,17 @@ def resolve(args):
 
 
 def build_task(args):
-    """The task the arguments describe (MNIST: load, split, note the split in every table)."""
+    """The task the arguments describe (MNIST: load, split, note the split in every table).
+
+    Bad data or task options end the command with a one-line message (SystemExit), not a traceback.
+    """
+    try:
+        return _build_task(args)
+    except ValueError as exc:
+        raise SystemExit(f"lrnde: {exc}") from None
+
+
+def _build_task(args):
     if args.task == "spiral":
         return SpiralTask(hidden=args.hidden, rtol=args.rtol, atol=args.atol, adjoint=args.adjoint,
                           batch_size=args.batch_size)
@@ -178,8 +188,14 @@ def warm_up(task, method, args):
 
 
 def run_method(task, method, args, checkpoint=None, resume=False, evaluate_train=False):
-    """Train and evaluate one method; returns (RunResult, TrainResult or None)."""
-    cfg = train_config_for(method, args, checkpoint)
+    """Train and evaluate one method; returns (RunResult, TrainResult or None).
+
+    Invalid training options, or a checkpoint to resume that cannot be read or was written by another
+    configuration, end the command with a one-line message (SystemExit)."""
+    try:
+        cfg = train_config_for(method, args, checkpoint)
+    except ValueError as exc:
+        raise SystemExit(f"lrnde: {exc}") from None
     result = RunResult(method=method, label=METHODS[method][1], status="ok", lam=cfg.lam,
                        lam_end=float("nan") if cfg.lam_end is None else cfg.lam_end, schedule=cfg.schedule)
     try:
@@ -188,6 +204,8 @@ def run_method(task, method, args, checkpoint=None, resume=False, evaluate_train
     except TrainingDiverged as exc:
         result.status = f"failed: {exc}"
         return result, None
+    except CheckpointError as exc:
+        raise SystemExit(f"lrnde: {exc}") from None
     rec = trained.records
     tail = max(1, len(rec["loss"]) // 10)
     result.train_time = trained.train_time
