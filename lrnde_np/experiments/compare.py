@@ -168,6 +168,31 @@ def plot_curves(path, task_name, trained):
     return path
 
 
+def interleaved_prediction_times(task, trained, rounds=None, budget_s=20.0):
+    """Median prediction time per method, measured round-robin (method A, B, C, D, A, B, ...) on one batch.
+
+    Timing each method's predictions only after its own training lets load drift on a shared machine bias
+    the ratios; interleaving exposes every method to the same conditions.  The number of rounds fits
+    ``budget_s`` (at least 5, at most 51).
+    """
+    calls = {m: task.prediction_call(tr.params) for m, tr in trained.items()}
+    for call in calls.values():   # warm (compiled, caches)
+        call()
+    if rounds is None:
+        start = time.perf_counter()
+        for call in calls.values():
+            call()
+        per_round = max(time.perf_counter() - start, 1e-9)
+        rounds = int(min(51, max(5, budget_s / per_round)))
+    times = {m: [] for m in calls}
+    for _ in range(rounds):
+        for m, call in calls.items():
+            start = time.perf_counter()
+            call()
+            times[m].append(time.perf_counter() - start)
+    return {m: float(np.median(v)) for m, v in times.items()}, rounds
+
+
 def main(argv=None):
     parser = build_parser()
     args = resolve(parser.parse_args(argv))
@@ -190,6 +215,14 @@ def main(argv=None):
         status = "" if result.status == "ok" else f"  [{result.status}]"
         print(f"{method}: train {result.train_time:.2f}s (compile/warm-up {result.warmup_time:.2f}s), "
               f"test NFE {result.test_nfe:.1f}{status}", flush=True)
+    if len(trained) > 1:
+        medians, rounds = interleaved_prediction_times(task, trained)
+        for r in results:
+            if r.method in medians:
+                r.prediction_time = medians[r.method]
+        notes.append(f"Pred Time: median of {rounds} rounds that time every method's prediction of the same "
+                     f"held-out batch in turn (interleaved, so that drifting machine load affects all methods "
+                     f"alike)")
     header, rows = table_rows(args.task, results)
     print()
     print(markdown_table(header, rows))

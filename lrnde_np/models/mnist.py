@@ -104,6 +104,11 @@ class MNISTTask:
         sol = self.node.solve(images.ravel(), field_p, saveat=np.array([1.0]))
         return sol.y[-1].reshape(images.shape) @ W.T + b, sol.nfe
 
+    def prediction_call(self, params):
+        """A zero-argument callable predicting the first held-out batch (for interleaved timing)."""
+        xb = np.ascontiguousarray(self.test_x[:self.eval_batch_size])
+        return lambda: self.predict(params, xb)
+
     def evaluate(self, params, split="test", max_batches=None) -> Evaluation:
         """Loss, accuracy, mean NFE and median prediction time per batch over the held-out (or training) set."""
         x, y = (self.test_x, self.test_y) if split == "test" else (self.train_x, self.train_y)

@@ -97,6 +97,11 @@ class SpiralTask:
         traj, nfe = self.predict(params, self.data.y[:1], self.data.t)
         return traj[:, 0], nfe
 
+    def prediction_call(self, params):
+        """A zero-argument callable predicting the evaluation batch (for interleaved timing)."""
+        y0 = np.ascontiguousarray(self.data.y[self.eval_starts])
+        return lambda: self.predict(params, y0, self.eval_t)
+
     def evaluate(self, params, repeats=5) -> Evaluation:
         """Test MSE of the evaluation sub-trajectories, the NFE of their batched solve, and the median wall
         time of ``repeats`` such predictions."""
