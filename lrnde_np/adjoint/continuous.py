@@ -196,8 +196,8 @@ def _tolerances(rtol, atol, n_controlled, n_total, seminorm):
     """Per-channel atol and a scalar rtol; with the seminorm, the uncontrolled channels get atol = inf and
     the controlled ones are rescaled by sqrt(n_controlled/n_total) so that the RMS over all channels equals
     the RMS over the controlled ones (exactly the seminorm, with no change to the compiled norm)."""
-    rtol = _check_positive("adjoint_rtol", rtol)
-    atol = _check_positive("adjoint_atol", atol)
+    rtol = _check_positive("rtol", rtol)
+    atol = _check_positive("atol", atol)
     atol_arr = np.full(n_total, atol)
     if seminorm and n_controlled < n_total:
         scale = np.sqrt(n_controlled / n_total)
@@ -215,16 +215,21 @@ def backward_sweep(addr, A, c, btilde, P, order, si, sj, ctrl, times, rows, rese
     the adjoint channels ``Y[a_off:a_off+n]``, optionally reset ``Y[:n]`` to ``resets[k]`` (backsolve's
     checkpoints), and finish at ``t_end``.  With ``quad_addr`` non-empty (quadrature adjoint) every segment
     is recorded and its parameter integral accumulated at once.  Each segment after the first starts from
-    qmax times the largest step accepted in the one before — the largest step the PI controller itself could
-    have proposed next (clipped to the segment) — rather than the automatic initial-step rule, whose
-    first guess is cautious; the segments' final steps are clipped to the save times, so the controller's
-    own proposals would otherwise never grow past the spacing of the save points.
+    qmax times the largest step accepted in the one before (the mean one where the steps are not recorded:
+    every adjoint but quadrature, so that their memory stays O(1) in the number of steps) — about the
+    largest step the PI controller itself could have proposed next (clipped to the segment) — rather than
+    the automatic initial-step rule, whose first guess is cautious; the segments' final steps are clipped to
+    the save times, so the controller's own proposals would otherwise never grow past the spacing of the
+    save points.
 
     Returns (Y, grad_p_quadrature, status, t_failed, nfe, accepted, rejected, n_quadrature_vjp).
     """
     n = rows.shape[1]
     quad = quad_addr.size > 0
-    record = 7 if quad else 1
+    # Only the quadrature adjoint records its backward steps (it integrates over them).  Recording the step
+    # sizes of the others just to find their largest step would make their memory grow with the number of
+    # backward steps — backsolve's O(1) memory is the reason to use it.
+    record = 7 if quad else 0
     Y = Y0.copy()
     grad_q = np.zeros(n_p)
     nfe = 0
@@ -251,8 +256,13 @@ def backward_sweep(addr, A, c, btilde, P, order, si, sj, ctrl, times, rows, rese
             if status != 0:
                 return Y, grad_q, status, current, nfe, accepted, rejected, n_quad
             Y[:] = out[2][out[2].shape[0] - 1]
-            for j in range(out[9].size):
-                h_prev = max(h_prev, abs(out[9][j])) if j > 0 else abs(out[9][j])
+            if out[9].size > 0:
+                h_prev = 0.0
+                for j in range(out[9].size):
+                    h_prev = max(h_prev, abs(out[9][j]))
+            elif out[6] > 0:
+                # Steps not recorded: the mean accepted step, a lower bound on the largest one.
+                h_prev = abs(target - current) / out[6]
             if quad and out[9].size > 0:
                 part, cnt = quadrature_sweep(quad_addr, ctx, P, out[8], out[9], out[12], out[13], nodes, weights,
                                              n_p)

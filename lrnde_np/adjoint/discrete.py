@@ -142,8 +142,8 @@ def _cotangent_rows(sol, grad_y):
 
 
 def _per_step(name, g, n_steps):
-    if g is None:
-        return np.zeros(n_steps), False
+    if g is None:   # an empty placeholder (never indexed: the sweep tests the flag first), not O(n_steps) zeros
+        return np.zeros(0), False
     arr = np.ascontiguousarray(g, dtype=np.float64)
     if arr.shape != (n_steps,):
         raise ValueError(f"{name} must have one entry per accepted step ({n_steps}), got shape {arr.shape}")
