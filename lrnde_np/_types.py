@@ -24,6 +24,11 @@ RHS = types.FunctionType(RHS_SIG)
 VJP_SIG = types.void(F64, ARR1, ARR1, ARR1, ARR1, ARR1)
 VJP = types.FunctionType(VJP_SIG)
 
+#: ``f_value_vjp(t, y, p, a, out_f, out_y, out_p)``: ``out_f = f``, and the VJP as above, from one forward pass
+#: (the backsolve adjoint's augmented dynamics need both at the same point).
+VALUE_VJP_SIG = types.void(F64, ARR1, ARR1, ARR1, ARR1, ARR1, ARR1)
+VALUE_VJP = types.FunctionType(VALUE_VJP_SIG)
+
 #: ``f_jvp(t, y, p, v, out)``: ``out = ∂f/∂y · v``.
 JVP_SIG = types.void(F64, ARR1, ARR1, ARR1, ARR1)
 JVP = types.FunctionType(JVP_SIG)
@@ -38,6 +43,7 @@ from ._jit import function_type_maker  # noqa: E402
 rhs_from = function_type_maker(RHS_SIG)
 vjp_from = function_type_maker(VJP_SIG)
 jvp_from = function_type_maker(JVP_SIG)
+value_vjp_from = function_type_maker(VALUE_VJP_SIG)
 
 
 def handle_as_floats(handle):
@@ -66,3 +72,9 @@ def rhs_at(ctx, offset):
 def vjp_at(ctx, offset):
     """The VJP whose addresses :func:`handle_as_floats` stored at ``ctx[offset:offset+2]``."""
     return vjp_from(float_bits_as_int(ctx[offset]), float_bits_as_int(ctx[offset + 1]))
+
+
+@njit(cache=True, inline="always")
+def value_vjp_at(ctx, offset):
+    """The fused value-and-VJP function stored at ``ctx[offset:offset+2]``."""
+    return value_vjp_from(float_bits_as_int(ctx[offset]), float_bits_as_int(ctx[offset + 1]))

@@ -547,3 +547,19 @@ def test_backsolve_memory_is_flat_in_the_number_of_steps_and_discrete_records_gr
     d_peaks = {T: _peak(lambda: discrete_adjoint(sol, oscillator_vjp, np.ones_like(sol.y)))
                for T, sol in sols.items()}
     assert d_peaks[60.0] <= 1.2 * d_peaks[5.0], d_peaks
+
+
+def test_backsolve_with_fused_value_vjp_equals_plain_backsolve():
+    """f_value_vjp only fuses two calls into one: the backward solve, hence the gradient, is identical."""
+    from lrnde_np.nn import MLP
+
+    mlp = MLP((2, 12, 2), "tanh", input_transform="cube")
+    p = mlp.init_params(np.random.default_rng(4))
+    ts = np.linspace(0.0, 1.0, 6)
+    sol = solve_ode(mlp.rhs, (0.0, 1.0), np.array([2.0, 0.0]), p, rtol=1e-7, atol=1e-9, saveat=ts)
+    g = np.random.default_rng(5).normal(size=sol.y.shape)
+    plain = backsolve_adjoint(mlp.rhs, mlp.vjp, sol, g, rtol=1e-7, atol=1e-9)
+    fused = backsolve_adjoint(mlp.rhs, mlp.vjp, sol, g, rtol=1e-7, atol=1e-9, f_value_vjp=mlp.value_vjp)
+    np.testing.assert_array_equal(fused.grad_p, plain.grad_p)
+    np.testing.assert_array_equal(fused.grad_y0, plain.grad_y0)
+    assert fused.nfe_backward == plain.nfe_backward

@@ -420,3 +420,20 @@ def test_adam_reset_and_validation():
         opt.step([0.0, 0.0, 0.0], np.ones(3))
     with pytest.raises(ValueError, match="^state:"):
         opt.load_state_dict({"lr": 0.1})
+
+
+@pytest.mark.parametrize("time_input,transform", [("none", "cube"), ("all", "none")])
+def test_value_vjp_equals_rhs_and_vjp(time_input, transform):
+    """The fused entry point gives exactly the value of rhs and the VJP of vjp (one forward pass)."""
+    mlp = MLP((3, 7, 3), "tanh", time_input=time_input, input_transform=transform)
+    rng = np.random.default_rng(11)
+    p = mlp.init_params(rng)
+    y, a = rng.normal(size=6), rng.normal(size=6)
+    f_ref, gy_ref, gp_ref = np.empty(6), np.empty(6), np.empty(p.size)
+    mlp.rhs(0.3, y, p, f_ref)
+    mlp.vjp(0.3, y, p, a, gy_ref, gp_ref)
+    f, gy, gp = np.full(6, np.nan), np.full(6, np.nan), np.full(p.size, np.nan)
+    mlp.value_vjp(0.3, y, p, a, f, gy, gp)
+    np.testing.assert_array_equal(f, f_ref)
+    np.testing.assert_array_equal(gy, gy_ref)
+    np.testing.assert_array_equal(gp, gp_ref)

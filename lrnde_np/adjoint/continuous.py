@@ -28,7 +28,7 @@ import numpy as np
 from numba import njit
 
 from .._jit import FunctionHandle
-from .._types import RHS_SIG, handle_as_floats, rhs_at, vjp_at, vjp_from
+from .._types import RHS_SIG, handle_as_floats, rhs_at, value_vjp_at, vjp_at, vjp_from
 from ..ode.loop import STATUS_MESSAGES, SUCCESS, solve_loop
 from ..ode.rhs import as_compiled
 from ..ode.rk import dense_eval
@@ -55,6 +55,17 @@ def backsolve_rhs(t, Y, ctx, out):
     z = Y[:n]
     f(t, z, p, out[:n])
     f_vjp(t, z, p, Y[n:2 * n], out[n:2 * n], out[2 * n:])
+    for m in range(n, out.size):
+        out[m] = -out[m]
+
+
+@njit(cache=True)
+def backsolve_fused_rhs(t, Y, ctx, out):
+    """As :func:`backsolve_rhs` with one fused value-and-VJP call; ctx = [f_value_vjp (2), 0, 0, n, n_p, θ...]."""
+    f_value_vjp = value_vjp_at(ctx, 0)
+    n = int(ctx[4])
+    p = ctx[6:]
+    f_value_vjp(t, Y[:n], p, Y[n:2 * n], out[:n], out[n:2 * n], out[2 * n:])
     for m in range(n, out.size):
         out[m] = -out[m]
 
@@ -158,7 +169,8 @@ _HANDLES = {}
 def _handle(name):
     """The augmented RHS as a FunctionHandle (compiled once per process; machine code from the disk cache)."""
     if name not in _HANDLES:
-        fn = {"backsolve": backsolve_rhs, "interpolating": interpolating_rhs}[name]
+        fn = {"backsolve": backsolve_rhs, "backsolve_fused": backsolve_fused_rhs,
+              "interpolating": interpolating_rhs}[name]
         fn.compile(RHS_SIG.args)
         _HANDLES[name] = FunctionHandle(fn, RHS_SIG)
     return _HANDLES[name]
@@ -320,12 +332,14 @@ GL_WEIGHTS = np.ascontiguousarray(0.5 * _GL_W)
 
 
 def backsolve_adjoint(f, f_vjp, sol, grad_y, rtol=1e-6, atol=1e-8, method=None, seminorm=False,
-                      checkpoints=False, max_steps=100_000) -> AdjointResult:
+                      checkpoints=False, max_steps=100_000, f_value_vjp=None) -> AdjointResult:
     """Chen et al.'s adjoint: re-solve z backwards together with a and a_p (O(1) memory in the steps).
 
     ``grad_y`` holds dL/d(sol.y) (one row per saved point).  ``checkpoints=True`` resets z to the forward
     solution's saved value at each save time (limits the drift of z on unstable backward problems).
     ``method`` defaults to the forward method; ``rtol``/``atol`` are the backward solve's own tolerances.
+    ``f_value_vjp(t, y, p, a, out_f, out_y, out_p)`` (optional, e.g. ``MLP.value_vjp``) computes f and its
+    VJP from one forward pass; the augmented dynamics then cost one call instead of two.
     """
     _check_ready(sol)
     fh = as_compiled(f, "rhs", "f")
@@ -333,10 +347,16 @@ def backsolve_adjoint(f, f_vjp, sol, grad_y, rtol=1e-6, atol=1e-8, method=None, 
     n = sol.y.shape[1]
     p = sol.p
     tab = get_tableau(method or sol.method)
-    ctx = _backsolve_context(fh, vh, n, p)
+    if f_value_vjp is not None:
+        fused = as_compiled(f_value_vjp, "value_vjp", "f_value_vjp")
+        ctx = np.concatenate([handle_as_floats(fused), [0.0, 0.0, n, p.size], p])
+        handle = _handle("backsolve_fused")
+    else:
+        ctx = _backsolve_context(fh, vh, n, p)
+        handle = _handle("backsolve")
     rt, at = _tolerances(rtol, atol, 2 * n, 2 * n + p.size, seminorm)
     Y0 = np.concatenate([sol.y[-1], np.zeros(n + p.size)])  # z at the last saved time
-    Y, _, stats = _run_backward(_handle("backsolve"), tab, sol, grad_y, Y0, ctx, rt, at, max_steps, n,
+    Y, _, stats = _run_backward(handle, tab, sol, grad_y, Y0, ctx, rt, at, max_steps, n,
                                 checkpoints=checkpoints)
     return AdjointResult(grad_y0=Y[n:2 * n].copy(), grad_p=Y[2 * n:].copy(), nfe_backward=stats["nfe"],
                          method="backsolve", stats=stats)

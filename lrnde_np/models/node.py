@@ -199,7 +199,8 @@ class NeuralODE:
         elif fp.adjoint == "interpolating":
             res = adj.interpolating_adjoint(f_vjp, sol, grad_y, rtol=self.rtol, atol=self.atol)
         else:
-            res = adj.backsolve_adjoint(self.field.rhs, f_vjp, sol, grad_y, rtol=self.rtol, atol=self.atol)
+            res = adj.backsolve_adjoint(self.field.rhs, f_vjp, sol, grad_y, rtol=self.rtol, atol=self.atol,
+                                        f_value_vjp=getattr(self.field, "value_vjp", None))
         grad_p = np.array(res.grad_p, dtype=np.float64)
         if fp.local is not None:
             grad_p += lam * fp.local.grad_p

@@ -30,7 +30,7 @@ import numpy as np
 from numba import njit, types
 
 from .._jit import FunctionHandle, function_type_maker
-from .._types import JVP_SIG, RHS_SIG, VJP_SIG
+from .._types import JVP_SIG, RHS_SIG, VALUE_VJP_SIG, VJP_SIG
 
 IDENTITY, TANH, SOFTPLUS, RELU, SWISH = 0, 1, 2, 3, 4
 ACTIVATIONS = {"identity": IDENTITY, "tanh": TANH, "softplus": SOFTPLUS, "relu": RELU, "swish": SWISH}
@@ -312,11 +312,14 @@ def mlp_rhs(layout, t, y, p, out):
 
 
 @njit(cache=True)
-def mlp_vjp(layout, t, y, p, a, out_y, out_p):
-    """out_y = aᵀ ∂MLP/∂y, out_p = aᵀ ∂MLP/∂p (both overwritten) by one forward and one reverse sweep."""
+def mlp_value_vjp(layout, t, y, p, a, out_f, out_y, out_p):
+    """out_f = MLP(t, y) (skipped when out_f is empty), out_y = aᵀ ∂MLP/∂y, out_p = aᵀ ∂MLP/∂p (overwritten),
+    by one forward and one reverse sweep — the forward sweep's output is the value."""
     batch = _batch_size(layout, y, p)
     if a.size != batch * _output_width(layout):
         raise ValueError("a: length is not batch * the MLP's output width")
+    if out_f.size != 0 and out_f.size != a.size:
+        raise ValueError("out_f: length is not batch * the MLP's output width")
     if out_y.size != y.size:
         raise ValueError("out_y: length differs from y's")
     if out_p.size != p.size:
@@ -324,6 +327,8 @@ def mlp_vjp(layout, t, y, p, a, out_y, out_p):
     fwd = _forward_size(layout, batch)
     work = np.empty(fwd + batch * _max_width(layout))
     _forward_pass(layout, t, y, p, batch, work)
+    if out_f.size != 0:
+        out_f[:] = work[fwd - out_f.size:fwd]
     g_buf = work[fwd:]                # cotangent of the current layer's output
     g_buf[:a.size] = a
     end = fwd                         # where the current layer's workspace blocks end
@@ -345,6 +350,12 @@ def mlp_vjp(layout, t, y, p, a, out_y, out_p):
     if layout[1] == CUBE:
         for k in range(out_y.size):
             out_y[k] *= 3.0 * y[k] * y[k]
+
+
+@njit(cache=True)
+def mlp_vjp(layout, t, y, p, a, out_y, out_p):
+    """out_y = aᵀ ∂MLP/∂y, out_p = aᵀ ∂MLP/∂p (both overwritten) by one forward and one reverse sweep."""
+    mlp_value_vjp(layout, t, y, p, a, np.empty(0), out_y, out_p)
 
 
 @njit(cache=True)
@@ -395,8 +406,9 @@ _KERNEL_SIGS = {
     "rhs": types.void(_FROZEN_LAYOUT, *RHS_SIG.args),
     "vjp": types.void(_FROZEN_LAYOUT, *VJP_SIG.args),
     "jvp": types.void(_FROZEN_LAYOUT, *JVP_SIG.args),
+    "value_vjp": types.void(_FROZEN_LAYOUT, *VALUE_VJP_SIG.args),
 }
-_KERNELS = {"rhs": mlp_rhs, "vjp": mlp_vjp, "jvp": mlp_jvp}
+_KERNELS = {"rhs": mlp_rhs, "vjp": mlp_vjp, "jvp": mlp_jvp, "value_vjp": mlp_value_vjp}
 _kernel_from = {kind: function_type_maker(sig) for kind, sig in _KERNEL_SIGS.items()}
 _kernel_handles: dict = {}
 _entry_points: dict = {}
@@ -416,6 +428,11 @@ def _compile_entry_point(kind, layout):
         def vjp(t, y, p, a, out_y, out_p):
             kernel_from(c_addr, jit_addr)(frozen, t, y, p, a, out_y, out_p)
         return njit(VJP_SIG)(vjp)
+
+    if kind == "value_vjp":
+        def value_vjp(t, y, p, a, out_f, out_y, out_p):
+            kernel_from(c_addr, jit_addr)(frozen, t, y, p, a, out_f, out_y, out_p)
+        return njit(VALUE_VJP_SIG)(value_vjp)
 
     def jvp(t, y, p, v, out):
         kernel_from(c_addr, jit_addr)(frozen, t, y, p, v, out)
@@ -550,6 +567,12 @@ class MLP:
     def vjp(self):
         """``vjp(t, y, p, a, out_y, out_p)``: out_y = aᵀ∂f/∂y, out_p = aᵀ∂f/∂p, overwritten (VJP_SIG)."""
         return _entry_point("vjp", self.layout)
+
+    @property
+    def value_vjp(self):
+        """``value_vjp(t, y, p, a, out_f, out_y, out_p)``: the value and the VJP from one forward pass
+        (VALUE_VJP_SIG; the backsolve adjoint uses it)."""
+        return _entry_point("value_vjp", self.layout)
 
     @property
     def jvp(self):

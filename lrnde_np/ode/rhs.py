@@ -8,7 +8,7 @@ from numba import njit, objmode
 from numba.core.registry import CPUDispatcher
 
 from .._jit import FunctionHandle
-from .._types import JVP_SIG, RHS_SIG, VJP_SIG
+from .._types import JVP_SIG, RHS_SIG, VALUE_VJP_SIG, VJP_SIG
 
 
 class PythonRHSWarning(UserWarning):
@@ -28,22 +28,27 @@ def _objmode_wrapper(func, signature, n_args):
         def call(t, y, p, v, out):
             with objmode():
                 func(t, y, p, v, out)
-    else:
+    elif n_args == 6:
         def call(t, y, p, a, out_y, out_p):
             with objmode():
                 func(t, y, p, a, out_y, out_p)
+    else:
+        def call(t, y, p, a, out_f, out_y, out_p):
+            with objmode():
+                func(t, y, p, a, out_f, out_y, out_p)
     return njit(signature)(call)
 
 
 def as_compiled(func, kind="rhs", argname="f"):
     """Return a :class:`FunctionHandle` of ``func`` compiled for the fixed signature of ``kind``
-    ("rhs", "vjp" or "jvp"); a handle is passed through.
+    ("rhs", "vjp", "jvp" or "value_vjp"); a handle is passed through.
 
     * a Numba dispatcher is compiled (once) for the signature — lazily ``@njit``-ed functions work as is;
     * a plain Python callable is wrapped in an object-mode trampoline, with a :class:`PythonRHSWarning`
       (expect it to run 100x or more slower than ``@njit``).
     """
-    signature, n_args = {"rhs": (RHS_SIG, 4), "jvp": (JVP_SIG, 5), "vjp": (VJP_SIG, 6)}[kind]
+    signature, n_args = {"rhs": (RHS_SIG, 4), "jvp": (JVP_SIG, 5), "vjp": (VJP_SIG, 6),
+                         "value_vjp": (VALUE_VJP_SIG, 7)}[kind]
     if isinstance(func, FunctionHandle):
         if func.signature != signature:
             raise TypeError(f"{argname} is a compiled {func.signature} function, expected {signature}")
