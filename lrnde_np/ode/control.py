@@ -12,7 +12,6 @@ from numba import njit
 
 EPS = 2.220446049250313e-16  # float64 machine epsilon (a literal: np.finfo is slow inside kernels)
 
-EPS = 2.220446049250313e-16  # float64 machine epsilon (a literal: np.finfo is slow inside kernels)
 
 # Indices into the float controller-settings array handed to the compiled loops.
 BETA1, BETA2, GAMMA, QMIN, QMAX, QOLDINIT, DTMIN, DTMAX, DT0 = range(9)
