@@ -32,7 +32,7 @@ def rms_norm(x):
     return math.sqrt(s / max(x.size, 1))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def error_estimate(err, y_old, y_new, rtol, atol):
     """E_est = RMS( err_i / (atol_i + rtol·max(|y_old,i|, |y_new,i|)) )."""
     s = 0.0
@@ -112,7 +112,7 @@ def initial_step(f, t0, y0, p, f0, tdir, order, rtol, atol, dtmin, dtmax, work_y
     return tdir * max(dtmin, min(100.0 * dt0, dt1, dtmax)), 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def pi_propose(E, h, errold, ctrl):
     """One PI-controller decision. Returns (accept, h_next, errold_next).
 

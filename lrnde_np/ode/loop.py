@@ -47,7 +47,7 @@ def _grow3(a, cap):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _all_finite(x):
     for v in x:
         if not math.isfinite(v):

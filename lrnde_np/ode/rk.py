@@ -22,7 +22,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def stage_argument(A, i, h, y, K, out):
     """out = Y_i = y + h Σ_{j<i} A_ij k_j."""
     n = y.size
@@ -45,7 +45,7 @@ def rk_stages(f, A, c, t, h, y, p, K, y_new):
         f(t + c[i] * h, y_new, p, K[i])
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def error_vector(btilde, h, K, err):
     """err = h Σ_i btilde_i k_i (OrdinaryDiffEq's sign: embedded minus main)."""
     s, n = K.shape
@@ -104,7 +104,7 @@ def stiffness_estimate_vjp(Sbar, A, si, sj, h, y, K, work_i, work_j, K_bar, Y_ba
         Y_bar[si, m] -= gy
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def dense_weights(P, theta, w):
     """w_i = b_i(θ) = Σ_m P_im θ^(m+1)."""
     s, deg = P.shape
@@ -117,7 +117,7 @@ def dense_weights(P, theta, w):
         w[i] = acc
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def dense_eval(P, theta, h, y, K, w, out):
     """out = y(t + θh) = y + h Σ_i b_i(θ) k_i."""
     dense_weights(P, theta, w)

@@ -1,6 +1,7 @@
 """``solve_ode``: validated arguments in, :class:`Solution` out."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -128,7 +129,7 @@ def _check_positive(name, x):
         v = float(x)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{name} must be a number, got {type(x).__name__}") from exc
-    if not (np.isfinite(v) and v > 0):
+    if not (math.isfinite(v) and v > 0):
         raise ValueError(f"{name} must be a positive finite number, got {x!r}")
     return v
 
@@ -138,7 +139,7 @@ def validate_span(t_span):
         t0, t1 = (float(v) for v in t_span)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"t_span must be a pair of numbers (t0, t1), got {t_span!r}") from exc
-    if not (np.isfinite(t0) and np.isfinite(t1)):
+    if not (math.isfinite(t0) and math.isfinite(t1)):
         raise ValueError(f"t_span must be finite, got {t_span!r}")
     return t0, t1
 
@@ -163,25 +164,45 @@ def validate_saveat(saveat, t0, t1):
     return ts
 
 
+_EPS = float(np.finfo(np.float64).eps)
+
+
+_GAIN_KEYS = ("beta1", "beta2", "gamma", "qmin", "qmax", "qoldinit")  # ctrl[0:6], see control.BETA1 ...
+_DEFAULT_GAINS: dict = {}  # method order -> ctrl[0:6] of pi_defaults(order), built once (solve_ode's hot path)
+
+
 def control_array(tab: ERKTableau, t0, t1, dtmin, dtmax, dt, controller):
-    ctrl = np.zeros(N_CONTROL)
-    c = pi_defaults(tab.order)
+    ctrl = np.empty(N_CONTROL)
     if controller:
+        c = pi_defaults(tab.order)
         unknown = set(controller) - set(c)
         if unknown:
             raise ValueError(f"controller: unknown settings {sorted(unknown)}; known: {sorted(c)}")
-        c.update({k: float(v) for k, v in controller.items()})
-    ctrl[:6] = [c["beta1"], c["beta2"], c["gamma"], c["qmin"], c["qmax"], c["qoldinit"]]
+        for k, v in controller.items():
+            try:
+                c[k] = float(v)
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"controller: {k} must be a number, got {type(v).__name__}") from exc
+        ctrl[:6] = [c[k] for k in _GAIN_KEYS]
+    else:
+        gains = _DEFAULT_GAINS.get(tab.order)
+        if gains is None:
+            c = pi_defaults(tab.order)
+            gains = _DEFAULT_GAINS[tab.order] = np.array([c[k] for k in _GAIN_KEYS])
+        ctrl[:6] = gains
     span = abs(t1 - t0)
-    ctrl[6] = 16 * np.finfo(float).eps * max(abs(t0), abs(t1), 1.0) if dtmin is None else _check_nonneg("dtmin", dtmin)
+    ctrl[6] = 16 * _EPS * max(abs(t0), abs(t1), 1.0) if dtmin is None else _check_nonneg("dtmin", dtmin)
     ctrl[7] = span if dtmax is None else _check_positive("dtmax", dtmax)
     ctrl[8] = 0.0 if dt is None else _check_positive("dt", dt)
     return ctrl
 
 
 def _check_nonneg(name, x):
-    v = float(x)
-    if not (np.isfinite(v) and v >= 0):
+    try:
+        v = float(x)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a number, got {type(x).__name__}") from exc
+    if not (math.isfinite(v) and v >= 0):
         raise ValueError(f"{name} must be a non-negative finite number, got {x!r}")
     return v
 
@@ -216,8 +237,10 @@ def solve_ode(f, t_span, y0, p=None, method="tsit5", rtol=1e-3, atol=1e-6, savea
         raise ValueError("y0 must not be empty")
     p = np.zeros(0) if p is None else check_array("p", p)
     rtol = _check_positive("rtol", rtol)
-    atol_arr = np.asarray(atol, dtype=np.float64)
-    if atol_arr.ndim == 0:
+    if isinstance(atol, (float, int)) and not isinstance(atol, bool):  # fast path for the common scalar
+        atol_arr = np.empty(y0.size)
+        atol_arr.fill(_check_positive("atol", atol))
+    elif (atol_arr := np.asarray(atol, dtype=np.float64)).ndim == 0:
         atol_arr = np.full(y0.size, _check_positive("atol", atol))
     elif atol_arr.shape != y0.shape:
         raise ValueError(f"atol must be a scalar or have the shape of y0 {y0.shape}, got {atol_arr.shape}")
