@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..models import ADJOINTS, MNISTTask, Regularization, SpiralTask
+from ..models import ADJOINTS, MNISTSDETask, MNISTTask, Regularization, SpiralTask
 from ..training import SCHEDULES, CheckpointError, TrainConfig, TrainingDiverged, make_generators, train
 
 #: The comparison's four methods → (regularizer kind, table label).
@@ -18,6 +18,14 @@ METHODS = {
     "local-unbiased": ("local_unbiased", "Local Unbiased ERNODE"),
     "local-biased": ("local_biased", "Local Biased ERNODE"),
 }
+#: Table labels that differ per task (the neural SDE's rows are named as in the paper's MNIST-NSDE table).
+TASK_LABELS = {
+    "mnist-sde": {"vanilla": "Vanilla NSDE", "global": "Global ERNSDE (2021)",
+                  "local-unbiased": "Local Unbiased ERNSDE", "local-biased": "Local Biased ERNSDE"},
+}
+#: Tasks scored by accuracy on held-out MNIST images (they need --data).
+CLASSIFICATION_TASKS = ("mnist", "mnist-sde")
+TASKS = ("spiral",) + CLASSIFICATION_TASKS
 
 #: Per-task defaults (flags override them).  MNIST's λ follows the paper (2.5 → 1.0, exponential); the
 #: rest is sized for a 2-core CPU (see validation/mnist_node.py for the validation budget).
@@ -26,6 +34,14 @@ DEFAULTS = {
                    schedule="constant", lam_global=0.1),
     "mnist": dict(iters=300, batch_size=64, lr=1e-3, rtol=1e-5, atol=1e-5, hidden=100, lam=2.5, lam_end=1.0,
                   schedule="exponential", lam_global=None),
+    # MNIST-SDE: the paper's Adam 0.01, tolerance 0.14 and constant λ = 1000 (with R = E_est·dt, as the official
+    # code); drift hidden width 64 as the paper.  The regularizer's value is ~1e-5 at initialisation, so
+    # λ·R ~ 1e-2 next to a cross-entropy of ~2.3: λ = 1000 is a moderate weight at this scale (see
+    # validation/mnist_nsde.py).  Global: Σ_j E_j·dt_j is ~0.4 at initialisation (E_j ~ 0.4 over a unit span),
+    # 4e4 times the local value, so λ = 1000 would swamp the loss; 0.2 ≈ the 2021 code's λ = 10 on the MEAN of
+    # E_j·dt_j over its ~50 steps (sum = 50 × mean).
+    "mnist-sde": dict(iters=300, batch_size=64, lr=1e-2, rtol=0.14, atol=0.14, hidden=64, lam=1000.0, lam_end=None,
+                      schedule="constant", lam_global=0.2),
 }
 DATA_NOTE = ("8,000 training / 2,000 held-out images drawn from the 10,000-image MNIST test split "
              "(fixed split seed {seed})")
@@ -46,34 +62,47 @@ def method_list(text):
     return list(dict.fromkeys(names))
 
 
+def method_label(method, task_name):
+    """The table label of a method for a task ("Vanilla NODE", "Vanilla NSDE", ...)."""
+    return TASK_LABELS.get(task_name, {}).get(method, METHODS[method][1])
+
+
 def add_task_arguments(parser):
     """Options common to ``compare`` and ``train`` (defaults per task are filled in by :func:`resolve`)."""
     g = parser.add_argument_group("task")
-    g.add_argument("--task", choices=("spiral", "mnist"), default="spiral",
-                   help="spiral regression (default, about a minute) or MNIST classification (needs --data)")
+    g.add_argument("--task", choices=TASKS, default="spiral",
+                   help="spiral regression (default, about a minute), MNIST classification with a neural ODE "
+                        "(mnist) or a neural SDE (mnist-sde; both need --data)")
     g.add_argument("--data", metavar="DIR", help="directory holding the MNIST IDX files (t10k-images-idx3-ubyte[.gz], "
                                                  "t10k-labels-idx1-ubyte[.gz])")
     g.add_argument("--n-train", type=int, default=8000, help="MNIST: training images of the 10,000 (default 8000)")
     g.add_argument("--split-seed", type=int, default=0, help="MNIST: seed of the train/held-out split (default 0)")
-    g.add_argument("--hidden", type=int, help="hidden width of the field (spiral 50, MNIST 100)")
-    g.add_argument("--rtol", type=float, help="relative tolerance (spiral 1e-6, MNIST 1e-5)")
-    g.add_argument("--atol", type=float, help="absolute tolerance (spiral 1e-8, MNIST 1e-5)")
+    g.add_argument("--hidden", type=int, help="hidden width of the field (spiral 50, MNIST 100, MNIST-SDE drift 64)")
+    g.add_argument("--rtol", type=float, help="relative tolerance (spiral 1e-6, MNIST 1e-5, MNIST-SDE 0.14)")
+    g.add_argument("--atol", type=float, help="absolute tolerance (spiral 1e-8, MNIST 1e-5, MNIST-SDE 0.14)")
     g.add_argument("--adjoint", choices=ADJOINTS, default="discrete",
-                   help="gradient of the main solve (the global regularizer always uses the discrete adjoint)")
+                   help="gradient of the main solve (the global regularizer, and mnist-sde, always use the "
+                        "discrete adjoint)")
+    g.add_argument("--unbiased-state", choices=("interpolate", "saved"), default="interpolate",
+                   help="mnist-sde, local unbiased: X(t_reg) by linear interpolation of the vanilla solve's steps "
+                        "(default, as the official code) or as an extra save point (clips the main solve's steps)")
     g.add_argument("--eval-batches", type=int, help="MNIST: evaluate on at most this many held-out batches")
     g.add_argument("--eval-batch-size", type=int, help="MNIST: prediction batch size (default: --batch-size)")
     t = parser.add_argument_group("training")
     t.add_argument("--seed", type=int, default=0, help="seed of everything random in training (default 0)")
-    t.add_argument("--iters", type=int, help="training iterations (spiral 2000, MNIST 300)")
-    t.add_argument("--batch-size", type=int, help="minibatch size (spiral 20, MNIST 64)")
-    t.add_argument("--lr", type=float, help="Adam learning rate (spiral 5e-3, MNIST 1e-3)")
+    t.add_argument("--iters", type=int, help="training iterations (spiral 2000, MNIST 300, MNIST-SDE 300)")
+    t.add_argument("--batch-size", type=int, help="minibatch size (spiral 20, MNIST 64, MNIST-SDE 64)")
+    t.add_argument("--lr", type=float, help="Adam learning rate (spiral 5e-3, MNIST 1e-3, MNIST-SDE 1e-2)")
     t.add_argument("--lambda", dest="lam", type=float,
-                   help="λ of the local regularizers, start value of a schedule (spiral 0.01, MNIST 2.5)")
+                   help="λ of the local regularizers, start value of a schedule (spiral 0.01, MNIST 2.5, "
+                        "MNIST-SDE 1000)")
     t.add_argument("--lambda-end", dest="lam_end", type=float, help="λ at the end of an exponential schedule "
                                                                      "(MNIST 1.0)")
-    t.add_argument("--schedule", choices=SCHEDULES, help="λ schedule (spiral constant, MNIST exponential)")
+    t.add_argument("--schedule", choices=SCHEDULES,
+                   help="λ schedule (spiral constant, MNIST exponential, MNIST-SDE constant)")
     t.add_argument("--lambda-global", dest="lam_global", type=float,
-                   help="λ of the global regularizer (spiral 0.1; MNIST: same as --lambda, with the same schedule)")
+                   help="λ of the global regularizer (spiral 0.1; MNIST: same as --lambda, with the same schedule; "
+                        "MNIST-SDE 0.2)")
     t.add_argument("--heuristic", choices=("error", "error_stiffness", "stiffness"), default="error",
                    help="regularized heuristic: E·dt (default, the papers), E·dt + c·S, or S")
     t.add_argument("--stiffness-weight", type=float, default=1.0, help="c of --heuristic error_stiffness")
@@ -90,8 +119,13 @@ def resolve(args):
             setattr(args, key, value)
     if args.lam_global is None:
         args.lam_global = args.lam
-    if args.task == "mnist" and not args.data:
-        raise SystemExit("lrnde: --task mnist needs --data DIR (the directory with the MNIST IDX files)")
+    if args.task in CLASSIFICATION_TASKS and not args.data:
+        raise SystemExit(f"lrnde: --task {args.task} needs --data DIR (the directory with the MNIST IDX files)")
+    if args.task == "mnist-sde":
+        if args.adjoint != "discrete":
+            raise SystemExit("lrnde: --task mnist-sde trains with the discrete adjoint only (--adjoint discrete)")
+        if args.heuristic != "error" or args.through_state:
+            raise SystemExit("lrnde: --task mnist-sde supports --heuristic error only, without --through-state")
     for name in ("iters", "batch_size", "hidden"):
         if getattr(args, name) < 1:
             raise SystemExit(f"lrnde: --{name.replace('_', '-')} must be positive")
@@ -123,6 +157,10 @@ def _build_task(args):
     if args.n_train != 8000:
         note = (f"{args.n_train:,} training / {images.shape[0] - args.n_train:,} held-out images drawn from the "
                 f"{images.shape[0]:,}-image MNIST test split (fixed split seed {args.split_seed})")
+    if args.task == "mnist-sde":
+        return MNISTSDETask(tr_x, tr_y, te_x, te_y, hidden=args.hidden, rtol=args.rtol, atol=args.atol,
+                            batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
+                            unbiased_state=args.unbiased_state, data_note=note)
     return MNISTTask(tr_x, tr_y, te_x, te_y, hidden=args.hidden, rtol=args.rtol, atol=args.atol,
                      adjoint=args.adjoint, batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
                      data_note=note)
@@ -180,7 +218,7 @@ def warm_up(task, method, args):
     init_rng, batch_rng, reg_rng = make_generators(args.seed + 1_000_003)
     params = task.init_params(init_rng)
     task.step(params, task.sample_batch(batch_rng), regularization_for(method, args), 1.0, reg_rng)
-    if task.name == "mnist":
+    if task.name in CLASSIFICATION_TASKS:
         task.predict(params, task.test_x[: task.eval_batch_size])
     else:
         task.predict(params, task.data.y[task.eval_starts], task.eval_t)
@@ -196,7 +234,7 @@ def run_method(task, method, args, checkpoint=None, resume=False, evaluate_train
         cfg = train_config_for(method, args, checkpoint)
     except ValueError as exc:
         raise SystemExit(f"lrnde: {exc}") from None
-    result = RunResult(method=method, label=METHODS[method][1], status="ok", lam=cfg.lam,
+    result = RunResult(method=method, label=method_label(method, task.name), status="ok", lam=cfg.lam,
                        lam_end=float("nan") if cfg.lam_end is None else cfg.lam_end, schedule=cfg.schedule)
     try:
         result.warmup_time = warm_up(task, method, args)
@@ -213,11 +251,11 @@ def run_method(task, method, args, checkpoint=None, resume=False, evaluate_train
     result.backward_nfe = float(np.mean(rec["nfe_backward"]))
     result.train_loss = float(np.mean(rec["task_loss"][-tail:]))
     result.train_accuracy = float(np.mean(rec["accuracy"][-tail:]))
-    kwargs = {"max_batches": args.eval_batches} if task.name == "mnist" else {}
+    kwargs = {"max_batches": args.eval_batches} if task.name in CLASSIFICATION_TASKS else {}
     ev = task.evaluate(trained.params, **kwargs)
     result.test_loss, result.test_accuracy = ev.test_loss, ev.test_accuracy
     result.test_nfe, result.prediction_time, result.eval_batches = ev.test_nfe, ev.prediction_time, ev.n_batches
-    if evaluate_train and task.name == "mnist":
+    if evaluate_train and task.name in CLASSIFICATION_TASKS:
         tr = task.evaluate(trained.params, split="train", **kwargs)
         result.train_loss, result.train_accuracy = tr.test_loss, tr.test_accuracy
     return result, trained

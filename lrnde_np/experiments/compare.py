@@ -19,7 +19,8 @@ import time
 
 import numpy as np
 
-from .common import (METHODS, add_task_arguments, build_task, checkpoint_path, method_list, resolve, run_method)
+from .common import (CLASSIFICATION_TASKS, METHODS, add_task_arguments, build_task, checkpoint_path, method_label,
+                     method_list, resolve, run_method)
 
 
 def build_parser():
@@ -53,7 +54,7 @@ def _fmt(x, digits=4):
 def table_rows(task_name, results):
     """Header and rows of the comparison table (strings), ratios against vanilla when it ran."""
     base = next((r for r in results if r.method == "vanilla" and r.status == "ok"), None)
-    if task_name == "mnist":
+    if task_name in CLASSIFICATION_TASKS:
         header = ["Method", "Test Acc %", "Train Acc %", "Train Time (s)", "Pred Time (s/batch)", "Test NFE",
                   "NFE ratio", "Pred speed-up", "Train time ratio", "Train NFE/iter", "Backward NFE/iter"]
     else:
@@ -64,7 +65,7 @@ def table_rows(task_name, results):
         if r.status != "ok":
             rows.append([r.label, r.status] + [""] * (len(header) - 2))
             continue
-        if task_name == "mnist":
+        if task_name in CLASSIFICATION_TASKS:
             metric = [_fmt(100 * r.test_accuracy, 4), _fmt(100 * r.train_accuracy, 4)]
         else:
             metric = [_fmt(r.test_loss), _fmt(r.train_loss)]
@@ -85,14 +86,24 @@ def markdown_table(header, rows):
 
 def describe(args, task):
     cfg = task.config()
-    lines = [f"task: {args.task}; seed {args.seed}; {args.iters} iterations; batch {args.batch_size}; Adam lr {args.lr}; "
-             f"hidden {args.hidden}; Tsit5 rtol {args.rtol:g} atol {args.atol:g}; adjoint {args.adjoint} "
-             f"(global: discrete)"]
+    if args.task == "mnist-sde":
+        lines = [f"task: {args.task}; seed {args.seed}; {args.iters} iterations; batch {args.batch_size}; Adam lr "
+                 f"{args.lr}; encoder Dense({task.n_features}→{cfg['state_dim']}), drift Dense({cfg['state_dim']}→"
+                 f"{args.hidden}, tanh)→Dense({args.hidden}→{cfg['state_dim']}), diagonal diffusion "
+                 f"Dense({cfg['state_dim']}→{cfg['state_dim']}), classifier Dense({cfg['state_dim']}→10); "
+                 f"{cfg['method'].upper()} rtol {args.rtol:g} atol {args.atol:g} on [0, 1]; discrete adjoint",
+                 f"noise: one Brownian seed per iteration drawn from the run's seed (the same sequence for every "
+                 f"method); prediction batch b solved with the fixed seed {cfg['eval_seed']} + b; NFE = drift + "
+                 f"diffusion evaluations"]
+    else:
+        lines = [f"task: {args.task}; seed {args.seed}; {args.iters} iterations; batch {args.batch_size}; Adam lr "
+                 f"{args.lr}; hidden {args.hidden}; Tsit5 rtol {args.rtol:g} atol {args.atol:g}; adjoint "
+                 f"{args.adjoint} (global: discrete)"]
     sched = (f"λ {args.lam:g} → {args.lam_end:g} exponential" if args.schedule == "exponential"
              else f"λ {args.lam:g} constant")
     lines.append(f"local: {sched}; global: λ {args.lam_global:g} ({args.schedule}), sum over steps; heuristic "
                  f"{args.heuristic}" + ("; gradient through z(t_reg) (not the paper's)" if args.through_state else ""))
-    if args.task == "mnist":
+    if args.task in CLASSIFICATION_TASKS:
         lines.append("data: " + cfg["data_note"] + f"; test metrics on {'the first ' + str(args.eval_batches) + ' ' if args.eval_batches else 'all '}"
                      f"held-out batches of {cfg['eval_batch_size']}")
         lines.append("Train Acc: " + ("whole training split after training" if args.train_eval
@@ -150,9 +161,9 @@ def plot_curves(path, task_name, trained):
         rec = t.records
         window = max(1, rec["loss"].size // 50)
         x = rec["iteration"][window - 1:] if window > 1 else rec["iteration"]
-        axes[0].plot(x, _smooth(rec["task_loss"], window), label=METHODS[method][1])
-        axes[1].plot(x, _smooth(rec["nfe_train"], window), label=METHODS[method][1])
-        axes[2].plot(x, _smooth(rec["nfe_backward"], window), label=METHODS[method][1])
+        axes[0].plot(x, _smooth(rec["task_loss"], window), label=method_label(method, task_name))
+        axes[1].plot(x, _smooth(rec["nfe_train"], window), label=method_label(method, task_name))
+        axes[2].plot(x, _smooth(rec["nfe_backward"], window), label=method_label(method, task_name))
     axes[0].set_ylabel("task loss (moving average)")
     axes[0].set_yscale("log")
     axes[1].set_ylabel("training NFE per iteration (forward + regularizer)")

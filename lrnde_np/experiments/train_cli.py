@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from .common import METHODS, add_task_arguments, build_task, method_name, resolve, run_method
+from .common import CLASSIFICATION_TASKS, METHODS, add_task_arguments, build_task, method_name, resolve, run_method
 
 
 def build_parser():
@@ -33,7 +33,7 @@ def main(argv=None):
     if result.status != "ok":
         print(f"{args.method}: {result.status}")
         return 1
-    metric = (f"test accuracy {100 * result.test_accuracy:.2f}%" if task.name == "mnist"
+    metric = (f"test accuracy {100 * result.test_accuracy:.2f}%" if task.name in CLASSIFICATION_TASKS
               else f"test loss {result.test_loss:.4g}")
     print(f"{args.method}: {metric}; train time {result.train_time:.2f}s (+{result.warmup_time:.2f}s compile); "
           f"test NFE {result.test_nfe:.1f}; prediction {result.prediction_time:.4g}s/batch; "

@@ -77,7 +77,9 @@ class Solution:
         """(step index, θ) of the accepted step covering time t."""
         t0, t1 = self.t_span
         lo, hi = min(t0, t1), max(t0, t1)
-        if not (lo <= t <= hi):
+        # A few ulps of slack: a step end t_j + h_j may round just past the span's end.
+        slack = 4 * np.finfo(float).eps * max(abs(t0), abs(t1), 1.0)
+        if not (lo - slack <= t <= hi + slack):
             raise ValueError(f"t: {t} is outside the solved span {self.t_span}")
         n_steps = len(self.steps)
         if n_steps == 0:
