@@ -26,7 +26,7 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from .ode.solve import check_array, solve_ode, validate_saveat, validate_span
+from .ode.solve import check_array, check_positive, solve_ode, validate_saveat, validate_span
 from .tableaus import get_tableau
 
 __all__ = ["CheckReport", "check_vjp", "check_jvp", "check_gradient"]
@@ -85,16 +85,6 @@ def _callable(name, fn):
     if not callable(fn):
         raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
     return fn
-
-
-def _positive(name, x):
-    try:
-        v = float(x)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be a number, got {type(x).__name__}") from exc
-    if not (np.isfinite(v) and v > 0.0):
-        raise ValueError(f"{name} must be a positive finite number, got {x!r}")
-    return v
 
 
 def _time(t):
@@ -212,9 +202,9 @@ def check_vjp(f, f_vjp, y, p=None, t=0.0, a=None, rng=0, eps=None, autograd_f=No
     p = np.zeros(0) if p is None else _vector("p", p)
     gen = _rng(rng)
     a = gen.standard_normal(y.size) if a is None else _vector("a", a, y.size)
-    eps = 1e-3 if eps is None else _positive("eps", eps)
-    tol = _positive("tol", tol)
-    autograd_tol = _positive("autograd_tol", autograd_tol)
+    eps = 1e-3 if eps is None else check_positive("eps", eps)
+    tol = check_positive("tol", tol)
+    autograd_tol = check_positive("autograd_tol", autograd_tol)
     max_coords = _max_coords(max_coords)
     if autograd_f is not None:
         _callable("autograd_f", autograd_f)
@@ -276,9 +266,9 @@ def check_jvp(f, f_jvp, y, p=None, t=0.0, v=None, rng=0, eps=None, autograd_f=No
     p = np.zeros(0) if p is None else _vector("p", p)
     gen = _rng(rng)
     v = gen.standard_normal(y.size) if v is None else _vector("v", v, y.size)
-    eps = 1e-3 if eps is None else _positive("eps", eps)
-    tol = _positive("tol", tol)
-    autograd_tol = _positive("autograd_tol", autograd_tol)
+    eps = 1e-3 if eps is None else check_positive("eps", eps)
+    tol = check_positive("tol", tol)
+    autograd_tol = check_positive("autograd_tol", autograd_tol)
     if autograd_f is not None:
         _callable("autograd_f", autograd_f)
 
@@ -368,14 +358,14 @@ def check_gradient(f, f_vjp, t_span, y0, p=None, loss=None, loss_grad=None, save
     if reference == "replay" and adjoint != "discrete":
         raise ValueError("reference='replay' is the discrete adjoint's reference; use reference='solve' for "
                          f"the {adjoint} adjoint")
-    rtol = _positive("rtol", rtol)
-    adjoint_rtol = rtol if adjoint_rtol is None else _positive("adjoint_rtol", adjoint_rtol)
-    adjoint_atol = atol if adjoint_atol is None else _positive("adjoint_atol", adjoint_atol)
-    fd_tol = _positive("fd_tol", fd_tol)
-    eps = (1e-3 if reference == "replay" else 3e-4) if eps is None else _positive("eps", eps)
+    rtol = check_positive("rtol", rtol)
+    adjoint_rtol = rtol if adjoint_rtol is None else check_positive("adjoint_rtol", adjoint_rtol)
+    adjoint_atol = atol if adjoint_atol is None else check_positive("adjoint_atol", adjoint_atol)
+    fd_tol = check_positive("fd_tol", fd_tol)
+    eps = (1e-3 if reference == "replay" else 3e-4) if eps is None else check_positive("eps", eps)
     if tol is None:
         tol = 1e-6 if reference == "replay" else 100.0 * max(rtol, adjoint_rtol if adjoint != "discrete" else rtol)
-    tol = _positive("tol", tol)
+    tol = check_positive("tol", tol)
     max_coords = _max_coords(max_coords)
     gen = _rng(rng)
     if "record_states" in solve_options or "dense" in solve_options:

@@ -67,6 +67,20 @@ def report(results_path, out_path):
                             f"speed-up {speed:.2f} ({'met' if ok['pred'] else 'MISSED'}), training time ratio "
                             f"{train_ratio:.2f} ({'met' if ok['train'] else 'MISSED'})")
     lines += ["", f"Targets ({TARGETS}):", ""] + verdicts
+    # How strong was the regularization?  λ·R against the task loss over the last 10% of training.
+    recs = data.get("records", {})
+    mags = []
+    for m, rec in recs.items():
+        if m == "vanilla" or not rec.get("reg_value"):
+            continue
+        k = max(1, len(rec["reg_value"]) // 10)
+        lam_r = sum(l * r for l, r in zip(rec["lam"][-k:], rec["reg_value"][-k:])) / k
+        task = sum(rec["task_loss"][-k:]) / k
+        mags.append(f"- {m}: mean λ·R = {lam_r:.3g} against a task loss of {task:.3g} "
+                    f"({100 * lam_r / task:.2g}% of it) over the last {k} iterations")
+    if mags:
+        lines += ["", "Strength of the regularization (what the gradient of λ·R can do is bounded by its size):", ""]
+        lines += mags
     with open(out_path, "w") as fh:
         fh.write("\n".join(lines) + "\n")
     return "\n".join(lines)
@@ -81,6 +95,8 @@ def main(argv=None):
     parser.add_argument("--tol", type=float, default=TOL)
     parser.add_argument("--methods", default="vanilla,global,local-unbiased,local-biased")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lambda-scale", type=float, default=1.0,
+                        help="multiply the paper's λ schedule (2.5 → 1.0 for local, 2.5 for global) by this")
     parser.add_argument("--report-only", action="store_true", help="rewrite report.md from OUT/results.json")
     args = parser.parse_args(argv)
     if not args.report_only:
@@ -88,7 +104,9 @@ def main(argv=None):
 
         rc = compare.main(["--task", "mnist", "--data", args.data, "--iters", str(args.iters), "--batch-size",
                            str(args.batch_size), "--rtol", str(args.tol), "--atol", str(args.tol), "--methods",
-                           args.methods, "--seed", str(args.seed), "--out", args.out, "--quiet"])
+                           args.methods, "--seed", str(args.seed), "--out", args.out, "--quiet",
+                           "--lambda", str(2.5 * args.lambda_scale), "--lambda-end", str(1.0 * args.lambda_scale),
+                           "--lambda-global", str(2.5 * args.lambda_scale)])
         if rc:
             print(f"compare exited with {rc}", file=sys.stderr)
     print(report(os.path.join(args.out, "results.json"), os.path.join(args.out, "report.md")))

@@ -32,7 +32,7 @@ from .._types import RHS_SIG, handle_as_floats, rhs_at, value_vjp_at, vjp_at, vj
 from ..ode.loop import STATUS_MESSAGES, SUCCESS, solve_loop
 from ..ode.rhs import as_compiled
 from ..ode.rk import dense_eval
-from ..ode.solve import _check_positive, control_array
+from ..ode.solve import check_positive, control_array
 from ..tableaus import get_tableau
 from .discrete import AdjointResult, _cotangent_rows, require_recorded
 
@@ -208,8 +208,8 @@ def _tolerances(rtol, atol, n_controlled, n_total, seminorm):
     """Per-channel atol and a scalar rtol; with the seminorm, the uncontrolled channels get atol = inf and
     the controlled ones are rescaled by sqrt(n_controlled/n_total) so that the RMS over all channels equals
     the RMS over the controlled ones (exactly the seminorm, with no change to the compiled norm)."""
-    rtol = _check_positive("rtol", rtol)
-    atol = _check_positive("atol", atol)
+    rtol = check_positive("rtol", rtol)
+    atol = check_positive("atol", atol)
     atol_arr = np.full(n_total, atol)
     if seminorm and n_controlled < n_total:
         scale = np.sqrt(n_controlled / n_total)

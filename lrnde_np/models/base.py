@@ -47,3 +47,22 @@ def check_generator(rng, argname="rng"):
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"{argname} must be a numpy.random.Generator, got {type(rng).__name__}")
     return rng
+
+
+def check_image_split(train_images, train_labels, test_images, test_labels, batch_size):
+    """Float64 (N, features) images and int64 labels of a train/held-out split, checked; and a minibatch size
+    that fits the training images.  Errors name the argument."""
+    train_x = np.ascontiguousarray(train_images, dtype=np.float64)
+    train_y = np.asarray(train_labels, dtype=np.int64)
+    test_x = np.ascontiguousarray(test_images, dtype=np.float64)
+    test_y = np.asarray(test_labels, dtype=np.int64)
+    for name, x, y in (("train", train_x, train_y), ("test", test_x, test_y)):
+        if x.ndim != 2 or x.shape[0] == 0 or y.shape != (x.shape[0],):
+            raise ValueError(f"{name}_images/{name}_labels: expected (N, features) images and N labels, got "
+                             f"{x.shape} and {y.shape}")
+    if test_x.shape[1] != train_x.shape[1]:
+        raise ValueError("test_images: feature count differs from train_images'")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or not \
+            1 <= batch_size <= train_x.shape[0]:
+        raise ValueError(f"batch_size must be an integer in 1…{train_x.shape[0]}, got {batch_size!r}")
+    return train_x, train_y, test_x, test_y

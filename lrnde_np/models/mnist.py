@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from ..nn import MLP, accuracy, softmax_cross_entropy
-from .base import Evaluation, StepOutcome, check_generator
+from .base import Evaluation, StepOutcome, check_generator, check_image_split
 from .node import NeuralODE, Regularization
 
 N_CLASSES = 10
@@ -31,19 +31,8 @@ class MNISTTask:
 
     def __init__(self, train_images, train_labels, test_images, test_labels, hidden=100, rtol=1e-5, atol=1e-5,
                  adjoint="discrete", batch_size=128, eval_batch_size=None, method="tsit5", data_note=""):
-        self.train_x = np.ascontiguousarray(train_images, dtype=np.float64)
-        self.train_y = np.asarray(train_labels, dtype=np.int64)
-        self.test_x = np.ascontiguousarray(test_images, dtype=np.float64)
-        self.test_y = np.asarray(test_labels, dtype=np.int64)
-        for name, x, y in (("train", self.train_x, self.train_y), ("test", self.test_x, self.test_y)):
-            if x.ndim != 2 or x.shape[0] == 0 or y.shape != (x.shape[0],):
-                raise ValueError(f"{name}_images/{name}_labels: expected (N, features) images and N labels, got "
-                                 f"{x.shape} and {y.shape}")
-        if self.test_x.shape[1] != self.train_x.shape[1]:
-            raise ValueError("test_images: feature count differs from train_images'")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or not \
-                1 <= batch_size <= self.train_x.shape[0]:
-            raise ValueError(f"batch_size must be an integer in 1…{self.train_x.shape[0]}, got {batch_size!r}")
+        self.train_x, self.train_y, self.test_x, self.test_y = check_image_split(
+            train_images, train_labels, test_images, test_labels, batch_size)
         self.dim = self.train_x.shape[1]
         self.hidden = int(hidden)
         self.batch_size = int(batch_size)

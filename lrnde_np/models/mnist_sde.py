@@ -28,7 +28,7 @@ import time
 import numpy as np
 
 from ..nn import MLP, accuracy, softmax_cross_entropy
-from .base import Evaluation, StepOutcome, check_generator
+from .base import Evaluation, StepOutcome, check_generator, check_image_split
 from .node import Regularization
 from .nsde import NeuralSDE
 
@@ -45,19 +45,8 @@ class MNISTSDETask:
     def __init__(self, train_images, train_labels, test_images, test_labels, state_dim=32, hidden=64, rtol=0.14,
                  atol=0.14, batch_size=64, eval_batch_size=None, method="sosri", eval_seed=EVAL_SEED, delta=None,
                  unbiased_state="interpolate", data_note=""):
-        self.train_x = np.ascontiguousarray(train_images, dtype=np.float64)
-        self.train_y = np.asarray(train_labels, dtype=np.int64)
-        self.test_x = np.ascontiguousarray(test_images, dtype=np.float64)
-        self.test_y = np.asarray(test_labels, dtype=np.int64)
-        for name, x, y in (("train", self.train_x, self.train_y), ("test", self.test_x, self.test_y)):
-            if x.ndim != 2 or x.shape[0] == 0 or y.shape != (x.shape[0],):
-                raise ValueError(f"{name}_images/{name}_labels: expected (N, features) images and N labels, got "
-                                 f"{x.shape} and {y.shape}")
-        if self.test_x.shape[1] != self.train_x.shape[1]:
-            raise ValueError("test_images: feature count differs from train_images'")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or not \
-                1 <= batch_size <= self.train_x.shape[0]:
-            raise ValueError(f"batch_size must be an integer in 1…{self.train_x.shape[0]}, got {batch_size!r}")
+        self.train_x, self.train_y, self.test_x, self.test_y = check_image_split(
+            train_images, train_labels, test_images, test_labels, batch_size)
         for name, v in (("state_dim", state_dim), ("hidden", hidden)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")

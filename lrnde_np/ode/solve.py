@@ -126,7 +126,8 @@ def check_array(name, x, ndim=1):
     return a
 
 
-def _check_positive(name, x):
+def check_positive(name, x):
+    """``x`` as a float, or a TypeError/ValueError naming ``name`` unless it is a positive finite number."""
     try:
         v = float(x)
     except (TypeError, ValueError) as exc:
@@ -173,6 +174,27 @@ _GAIN_KEYS = ("beta1", "beta2", "gamma", "qmin", "qmax", "qoldinit")  # ctrl[0:6
 _DEFAULT_GAINS: dict = {}  # method order -> ctrl[0:6] of pi_defaults(order), built once (solve_ode's hot path)
 
 
+def check_tolerances(rtol, atol, n, state_name="y0"):
+    """(rtol as a float, atol as a C-contiguous per-component array of length n), or an error naming the
+    argument: both must be positive and finite; atol is a scalar or has the state's shape."""
+    rtol = check_positive("rtol", rtol)
+    if isinstance(atol, (float, int)) and not isinstance(atol, bool):  # fast path for the common scalar
+        atol_arr = np.empty(n)
+        atol_arr.fill(check_positive("atol", atol))
+        return rtol, atol_arr
+    try:
+        atol_arr = np.asarray(atol, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"atol must be a number or an array of numbers, got {type(atol).__name__}") from exc
+    if atol_arr.ndim == 0:
+        atol_arr = np.full(n, check_positive("atol", float(atol_arr)))
+    elif atol_arr.shape != (n,):
+        raise ValueError(f"atol must be a scalar or have the shape of {state_name} ({n},), got {atol_arr.shape}")
+    elif not np.all(np.isfinite(atol_arr) & (atol_arr > 0)):
+        raise ValueError("atol must be positive and finite")
+    return rtol, np.ascontiguousarray(atol_arr)
+
+
 def control_array(tab: ERKTableau, t0, t1, dtmin, dtmax, dt, controller):
     ctrl = np.empty(N_CONTROL)
     if controller:
@@ -194,8 +216,8 @@ def control_array(tab: ERKTableau, t0, t1, dtmin, dtmax, dt, controller):
         ctrl[:6] = gains
     span = abs(t1 - t0)
     ctrl[6] = 16 * _EPS * max(abs(t0), abs(t1), 1.0) if dtmin is None else _check_nonneg("dtmin", dtmin)
-    ctrl[7] = span if dtmax is None else _check_positive("dtmax", dtmax)
-    ctrl[8] = 0.0 if dt is None else _check_positive("dt", dt)
+    ctrl[7] = span if dtmax is None else check_positive("dtmax", dtmax)
+    ctrl[8] = 0.0 if dt is None else check_positive("dt", dt)
     return ctrl
 
 
@@ -238,17 +260,7 @@ def solve_ode(f, t_span, y0, p=None, method="tsit5", rtol=1e-3, atol=1e-6, savea
     if y0.size == 0:
         raise ValueError("y0 must not be empty")
     p = np.zeros(0) if p is None else check_array("p", p)
-    rtol = _check_positive("rtol", rtol)
-    if isinstance(atol, (float, int)) and not isinstance(atol, bool):  # fast path for the common scalar
-        atol_arr = np.empty(y0.size)
-        atol_arr.fill(_check_positive("atol", atol))
-    elif (atol_arr := np.asarray(atol, dtype=np.float64)).ndim == 0:
-        atol_arr = np.full(y0.size, _check_positive("atol", atol))
-    elif atol_arr.shape != y0.shape:
-        raise ValueError(f"atol must be a scalar or have the shape of y0 {y0.shape}, got {atol_arr.shape}")
-    elif not np.all(np.isfinite(atol_arr) & (atol_arr > 0)):
-        raise ValueError("atol must be positive and finite")
-    atol_arr = np.ascontiguousarray(atol_arr)
+    rtol, atol_arr = check_tolerances(rtol, atol, y0.size, "y0")
     ts = validate_saveat(saveat, t0, t1)
     if adaptive is None:
         adaptive = tab.adaptive

@@ -42,7 +42,7 @@ from .._types import rhs_from, vjp_from
 from ..ode.control import error_estimate, error_estimate_vjp, initial_step
 from ..ode.rhs import as_compiled
 from ..ode.rk import error_vector, rk_stages, rk_step_vjp, stiffness_estimate, stiffness_estimate_vjp
-from ..ode.solve import check_array
+from ..ode.solve import check_array, check_tolerances
 from ..tableaus import TSIT5
 
 #: Regularized heuristics (see the module docstring).
@@ -145,23 +145,6 @@ def _first_stage_and_dt(f_addr, t_reg, t1, z, p, rtol, atol, order):
     return k1, dt, 1 + extra
 
 
-def _tolerances(rtol, atol, n):
-    try:
-        rtol = float(rtol)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"rtol must be a number, got {type(rtol).__name__}") from exc
-    if not (math.isfinite(rtol) and rtol > 0.0):
-        raise ValueError(f"rtol must be a positive finite number, got {rtol!r}")
-    atol_arr = np.asarray(atol, dtype=np.float64)
-    if atol_arr.ndim == 0:
-        atol_arr = np.full(n, float(atol_arr))
-    elif atol_arr.shape != (n,):
-        raise ValueError(f"atol must be a scalar or have the state's shape ({n},), got {atol_arr.shape}")
-    if not np.all(np.isfinite(atol_arr) & (atol_arr > 0.0)):
-        raise ValueError("atol must be positive and finite")
-    return rtol, np.ascontiguousarray(atol_arr)
-
-
 def _vjp_addresses(f_vjp, needed):
     if not needed:
         return (0, 0)   # never called: the kernel only builds the function value when a gradient is wanted
@@ -184,7 +167,7 @@ def frozen_step_regularizer(f, f_vjp, t_reg, dt, z, k1, p, rtol, atol, heuristic
     if k1.shape != z.shape:
         raise ValueError(f"k1 must have z's shape {z.shape}, got {k1.shape}")
     p = np.zeros(0) if p is None else check_array("p", p)
-    rtol, atol_arr = _tolerances(rtol, atol, z.size)
+    rtol, atol_arr = check_tolerances(rtol, atol, z.size, "z_reg")
     w_error, w_stiff = _heuristic_weights(heuristic, stiffness_weight)
     t_reg, dt = float(t_reg), float(dt)
     if not (math.isfinite(t_reg) and math.isfinite(dt)) or dt == 0.0:
@@ -231,7 +214,7 @@ def local_regularizer(f, f_vjp, t_reg, t1, z_reg, p, rtol, atol, heuristic="erro
         raise ValueError(f"t_reg and t1 must be finite, got {t_reg!r}, {t1!r}")
     if t_reg == t1:
         raise ValueError(f"t_reg must differ from t1 (the regularizer's step runs on (t_reg, t1)), got {t_reg!r}")
-    rtol_f, atol_arr = _tolerances(rtol, atol, z.size)
+    rtol_f, atol_arr = check_tolerances(rtol, atol, z.size, "z_reg")
     _heuristic_weights(heuristic, stiffness_weight)
     rhs = as_compiled(f, "rhs", "f")
     k1, dt, nfe_init = _first_stage_and_dt(rhs.addresses, t_reg, t1, z, p, rtol_f, atol_arr, TSIT5.order)

@@ -26,7 +26,7 @@ from numba import njit
 
 from .._types import rhs_from, vjp_from
 from ..ode.rhs import as_compiled
-from ..ode.solve import check_array
+from ..ode.solve import check_array, check_tolerances
 from .step import pack_tableau, sde_initial_step, sri_step, sri_step_vjp
 from .tableaus import get_sde_tableau
 
@@ -88,23 +88,6 @@ def _step_value_and_grad(f_addr, g_addr, fv_addr, gv_addr, M, V, delta, error_te
     return E * h, E, nf, ng, n_vjp
 
 
-def _tolerances(rtol, atol, n):
-    try:
-        rtol = float(rtol)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"rtol must be a number, got {type(rtol).__name__}") from exc
-    if not (math.isfinite(rtol) and rtol > 0.0):
-        raise ValueError(f"rtol must be a positive finite number, got {rtol!r}")
-    atol_arr = np.asarray(atol, dtype=np.float64)
-    if atol_arr.ndim == 0:
-        atol_arr = np.full(n, float(atol_arr))
-    elif atol_arr.shape != (n,):
-        raise ValueError(f"atol must be a scalar or have the state's shape ({n},), got {atol_arr.shape}")
-    if not np.all(np.isfinite(atol_arr) & (atol_arr > 0.0)):
-        raise ValueError("atol must be positive and finite")
-    return rtol, np.ascontiguousarray(atol_arr)
-
-
 def _prepare(method, noise, delta, x, p):
     tab = get_sde_tableau(method)
     if not tab.adaptive:
@@ -138,7 +121,7 @@ def sde_frozen_step_regularizer(f, g, f_vjp, g_vjp, t_reg, dt, x_reg, p, dW, dZ,
     if x.size == 0:
         raise ValueError("x_reg must not be empty")
     p = np.zeros(0) if p is None else check_array("p", p)
-    rtol, atol_arr = _tolerances(rtol, atol, x.size)
+    rtol, atol_arr = check_tolerances(rtol, atol, x.size, "x_reg")
     tab, M, V, d, et, m, stride = _prepare(method, noise, delta, x, p)
     dW = check_array("dW", np.atleast_1d(dW))
     dZ = check_array("dZ", np.atleast_1d(dZ))
@@ -185,7 +168,7 @@ def sde_local_regularizer(f, g, f_vjp, g_vjp, t_reg, t1, x_reg, p, rng, rtol=1e-
         raise ValueError(f"t_reg must lie before t1 (the step runs on (t_reg, t1)), got t_reg={t_reg!r}, t1={t1!r}")
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
-    rtol_f, atol_arr = _tolerances(rtol, atol, x.size)
+    rtol_f, atol_arr = check_tolerances(rtol, atol, x.size, "x_reg")
     tab, M, V, d, et, m, stride = _prepare(method, noise, delta, x, p)
     fh = as_compiled(f, "rhs", "f")
     gh = as_compiled(g, "rhs", "g")

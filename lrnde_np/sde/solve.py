@@ -23,9 +23,9 @@ from numba import njit
 
 from .._types import rhs_from
 from ..ode.control import DT0, DTMAX, DTMIN, N_CONTROL, QOLDINIT, pi_propose
-from ..ode.loop import DT_MIN, MAX_STEPS, NONFINITE, STATUS_MESSAGES, SUCCESS
+from ..ode.loop import DT_MIN, MAX_STEPS, NONFINITE, STATUS_MESSAGES, SUCCESS, _all_finite, _grow1, _grow2
 from ..ode.rhs import as_compiled
-from ..ode.solve import check_array, validate_saveat, validate_span
+from ..ode.solve import check_array, check_positive, check_tolerances, validate_saveat, validate_span
 from .brownian import SDEPath, grid_indices, rng_state, rswm_init, rswm_reject, rswm_setup
 from .step import pack_tableau, sde_initial_step, sri_step
 from .tableaus import SRITableau, get_sde_tableau
@@ -95,28 +95,6 @@ class SDESolution:
     def W(self) -> np.ndarray:
         """W at the end of every accepted step, W(t0) = 0 first ((n_steps+1, m); needs record_steps)."""
         return self.path.W()
-
-
-@njit(cache=True)
-def _all_finite(x):
-    for v in x:
-        if not math.isfinite(v):
-            return False
-    return True
-
-
-@njit(cache=True)
-def _grow1(a, cap):
-    out = np.empty(cap, a.dtype)
-    out[: a.size] = a
-    return out
-
-
-@njit(cache=True)
-def _grow2(a, cap):
-    out = np.empty((cap, a.shape[1]))
-    out[: a.shape[0]] = a
-    return out
 
 
 @njit(cache=True)
@@ -319,16 +297,6 @@ def sde_loop(f_addr, g_addr, M, V, delta, error_terms, order, t0, t1, x0, p, rto
             step_t, step_dt, step_E, step_x, step_dW, step_dZ, n_steps)
 
 
-def _check_positive(name, x):
-    try:
-        v = float(x)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be a number, got {type(x).__name__}") from exc
-    if not (np.isfinite(v) and v > 0):
-        raise ValueError(f"{name} must be a positive finite number, got {x!r}")
-    return v
-
-
 def _noise_state(seed, rng, needed):
     """The kernels' generator state from ``seed`` (int) or ``rng`` (NumPy Generator, consumed)."""
     if rng is not None and seed is not None:
@@ -365,8 +333,8 @@ def _control_array(order, span, dt, dtmin, dtmax, controller, t0, t1):
         if not (np.isfinite(v) and v >= 0):
             raise ValueError(f"dtmin must be a non-negative finite number, got {dtmin!r}")
         ctrl[DTMIN] = v
-    ctrl[DTMAX] = span if dtmax is None else _check_positive("dtmax", dtmax)
-    ctrl[DT0] = 0.0 if dt is None else _check_positive("dt", dt)
+    ctrl[DTMAX] = span if dtmax is None else check_positive("dtmax", dtmax)
+    ctrl[DT0] = 0.0 if dt is None else check_positive("dt", dt)
     return ctrl
 
 
@@ -444,15 +412,7 @@ def solve_sde(f, g, t_span, x0, p=None, method="sosri", rtol=1e-2, atol=1e-2, sa
     if x0.size == 0:
         raise ValueError("x0 must not be empty")
     p = np.zeros(0) if p is None else check_array("p", p)
-    rtol = _check_positive("rtol", rtol)
-    atol_arr = np.asarray(atol, dtype=np.float64)
-    if atol_arr.ndim == 0:
-        atol_arr = np.full(x0.size, _check_positive("atol", atol))
-    elif atol_arr.shape != x0.shape:
-        raise ValueError(f"atol must be a scalar or have the shape of x0 {x0.shape}, got {atol_arr.shape}")
-    elif not np.all(np.isfinite(atol_arr) & (atol_arr > 0)):
-        raise ValueError("atol must be positive and finite")
-    atol_arr = np.ascontiguousarray(atol_arr)
+    rtol, atol_arr = check_tolerances(rtol, atol, x0.size, "x0")
     if noise not in NOISE_TYPES:
         raise ValueError(f"noise must be one of {NOISE_TYPES}, got {noise!r}")
     m = x0.size if noise == "diagonal" else 1
