@@ -108,6 +108,9 @@ def add_task_arguments(parser):
     t.add_argument("--stiffness-weight", type=float, default=1.0, help="c of --heuristic error_stiffness")
     t.add_argument("--through-state", action="store_true",
                    help="local: also backpropagate the regularizer through z(t_reg) (the paper does not)")
+    t.add_argument("--through-k1", action="store_true",
+                   help="local: differentiate the regularizing step's first stage k1 = f(t_reg, z; θ) too — the "
+                        "exact ∂R/∂θ (the paper freezes k1)")
     t.add_argument("--quiet", action="store_true", help="no progress display")
     return parser
 
@@ -124,7 +127,7 @@ def resolve(args):
     if args.task == "mnist-sde":
         if args.adjoint != "discrete":
             raise SystemExit("lrnde: --task mnist-sde trains with the discrete adjoint only (--adjoint discrete)")
-        if args.heuristic != "error" or args.through_state:
+        if args.heuristic != "error" or args.through_state or getattr(args, "through_k1", False):
             raise SystemExit("lrnde: --task mnist-sde supports --heuristic error only, without --through-state")
     for name in ("iters", "batch_size", "hidden"):
         if getattr(args, name) < 1:
@@ -171,7 +174,8 @@ def regularization_for(method, args):
     if kind == "none":
         return Regularization("none")
     return Regularization(kind, heuristic=args.heuristic, stiffness_weight=args.stiffness_weight,
-                          through_state=bool(args.through_state) and kind.startswith("local"))
+                          through_state=bool(args.through_state) and kind.startswith("local"),
+                          through_k1=bool(getattr(args, "through_k1", False)) and kind.startswith("local"))
 
 
 def train_config_for(method, args, checkpoint=None):

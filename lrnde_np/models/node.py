@@ -48,6 +48,8 @@ class Regularization:
     aggregate : global only — "sum" (the paper's formula), "mean" or "max" (the 2021 code's variants).
     through_state : local only — also send the regularizer's gradient through z(t_reg) into the main solve
         (the paper does NOT; see ``regularize.local``).
+    through_k1 : local only — differentiate the step's first stage k1 = f(t_reg, z; θ) with respect to θ
+        (z still constant): the exact ∂R/∂θ.  The paper freezes k1 (see ``regularize.local_regularizer``).
     """
 
     kind: str = "none"
@@ -55,6 +57,7 @@ class Regularization:
     stiffness_weight: float = 1.0
     aggregate: str = "sum"
     through_state: bool = False
+    through_k1: bool = False
 
     def __post_init__(self):
         if self.kind not in REGULARIZERS:
@@ -63,8 +66,8 @@ class Regularization:
             raise ValueError(f"heuristic must be one of {HEURISTICS}, got {self.heuristic!r}")
         if self.aggregate not in AGGREGATES:
             raise ValueError(f"aggregate must be one of {AGGREGATES}, got {self.aggregate!r}")
-        if self.through_state and not self.kind.startswith("local"):
-            raise ValueError("through_state applies to the local regularizers only")
+        if (self.through_state or self.through_k1) and not self.kind.startswith("local"):
+            raise ValueError("through_state and through_k1 apply to the local regularizers only")
 
     @property
     def is_local(self) -> bool:
@@ -171,7 +174,7 @@ class NeuralODE:
         elif reg.is_local:
             fp.local = local_regularizer(self.field.rhs, self.field.vjp, t_reg, t1, z_reg, p, self.rtol, self.atol,
                                          heuristic=reg.heuristic, stiffness_weight=reg.stiffness_weight,
-                                         through_state=reg.through_state)
+                                         through_state=reg.through_state, through_k1=reg.through_k1)
             fp.reg_value = fp.local.value
             fp.nfe_reg = fp.local.nfe
         return fp

@@ -22,7 +22,9 @@ step.  The reverse sweep is the core's :func:`~lrnde_np.ode.rk.rk_step_vjp` with
 seeded by :func:`~lrnde_np.ode.control.error_estimate_vjp` (including E_est's scale, which depends on
 y_{n+1}: Zygote differentiates that too) and :func:`~lrnde_np.ode.rk.stiffness_estimate_vjp`.
 
-``through_state=True`` (NOT what the paper does) differentiates R with only dt held fixed: k1 = f(t_reg, z)
+``through_k1=True`` (NOT what the paper does) differentiates k1 = f(t_reg, z; θ) with respect to θ, z
+still constant: the exact partial derivative ∂R/∂θ (see :func:`local_regularizer` for why the two differ by
+orders of magnitude).  ``through_state=True`` (NOT what the paper does either) differentiates R with only dt held fixed: k1 = f(t_reg, z)
 is differentiated too, and the cotangent of z is returned as ``grad_z`` so that the caller can send it back
 through the main solve (as a cotangent of the saved state at t_reg).
 
@@ -86,11 +88,11 @@ def _heuristic_weights(heuristic, stiffness_weight):
 
 @njit(cache=True)
 def _step_value_and_grad(f_addr, vjp_addr, A, c, btilde, si, sj, t, h, z, k1, p, rtol, atol, w_error, w_stiff,
-                         want_grad, through_state, grad_z, grad_p):
+                         want_grad, through_k1, grad_z, grad_p):
     """One Tsit5 step of size h from (t, z) with first stage k1: R and (optionally) its gradient.
 
     Returns (R, E_est, S_est).  ``grad_z``/``grad_p`` are overwritten when ``want_grad``; ``grad_z`` is only
-    meaningful with ``through_state`` (k1 differentiated through z).
+    meaningful with ``through_k1`` (k1 = f(t, z; θ) differentiated, through z and θ).
     """
     f = rhs_from(f_addr[0], f_addr[1])
     s = A.shape[0]
@@ -126,7 +128,7 @@ def _step_value_and_grad(f_addr, vjp_addr, A, c, btilde, si, sj, t, h, z, k1, p,
     for m in range(n):
         Y_bar[s - 1, m] = y_new_bar[m]   # y_{n+1} is the last stage argument (FSAL form)
     stiffness_estimate_vjp(w_stiff, A, si, sj, h, z, K, work_i, work_j, K_bar, Y_bar)
-    rk_step_vjp(f_vjp, A, c, t, h, z, p, K, K_bar, Y_bar, grad_z, grad_p, through_state, np.empty(n),
+    rk_step_vjp(f_vjp, A, c, t, h, z, p, K, K_bar, Y_bar, grad_z, grad_p, through_k1, np.empty(n),
                 np.empty(n), np.empty(n), np.empty(p.size))
     return R, E, S
 
@@ -154,13 +156,15 @@ def _vjp_addresses(f_vjp, needed):
 
 
 def frozen_step_regularizer(f, f_vjp, t_reg, dt, z, k1, p, rtol, atol, heuristic="error", stiffness_weight=1.0,
-                            through_state=False, compute_grad=True):
+                            through_state=False, compute_grad=True, through_k1=False):
     """R of one Tsit5 step from (t_reg, z) with the given dt and k1, and its gradient.
 
     This is the differentiable part of :func:`local_regularizer` (which chooses k1 = f(t_reg, z) and dt by
     the initial-step rule).  Returns ``(value, grad_p, grad_z, E_est, S_est)``; with ``through_state=False``
     k1 is a constant and ``grad_z`` is None; with ``through_state=True`` the gradient also runs through
     k1 = f(t_reg, z) (whatever k1 was passed must then equal f(t_reg, z)) and ``grad_z`` is dR/dz.
+    ``through_k1=True`` with ``through_state=False`` keeps z constant but differentiates k1 = f(t_reg, z; θ)
+    with respect to θ: the exact ∂R/∂θ at fixed z and dt (k1 must equal f(t_reg, z; p)).
     """
     z = check_array("z", z)
     k1 = check_array("k1", k1)
@@ -179,14 +183,14 @@ def frozen_step_regularizer(f, f_vjp, t_reg, dt, z, k1, p, rtol, atol, heuristic
     si, sj = TSIT5.stiffness_pair
     R, E, S = _step_value_and_grad(rhs.addresses, vjp_addr, TSIT5.A, TSIT5.c, TSIT5.btilde, si, sj, t_reg, dt, z,
                                    k1, p, rtol, atol_arr, w_error, w_stiff, bool(compute_grad),
-                                   bool(through_state), grad_z, grad_p)
+                                   bool(through_state or through_k1), grad_z, grad_p)
     if not compute_grad:
         return float(R), None, None, float(E), float(S)
     return float(R), grad_p, (grad_z if through_state else None), float(E), float(S)
 
 
 def local_regularizer(f, f_vjp, t_reg, t1, z_reg, p, rtol, atol, heuristic="error", stiffness_weight=1.0,
-                      through_state=False, compute_grad=True) -> LocalReg:
+                      through_state=False, compute_grad=True, through_k1=False) -> LocalReg:
     """The local regularizer at t_reg: one Tsit5 step from ``z_reg = z(t_reg)`` on (t_reg, t1).
 
     Parameters
@@ -200,6 +204,11 @@ def local_regularizer(f, f_vjp, t_reg, t1, z_reg, p, rtol, atol, heuristic="erro
     heuristic : "error" (R = E_est·|dt|, the paper), "error_stiffness" (E_est·|dt| + c·S_est, c =
         ``stiffness_weight``) or "stiffness" (S_est).
     through_state : also differentiate through z (and k1 = f(t_reg, z)); the paper does not.
+    through_k1 : differentiate k1 = f(t_reg, z; θ) with respect to θ (z still constant); the paper does not.
+        Why it matters: err = h Σ btilde_i k_i is a cancellation (Σ btilde_i = 0).  With k1 frozen, the
+        θ-derivative of err loses that cancellation — it is ≈ −h·btilde_1·∂f/∂θ, first order in h, where the
+        true derivative is O(h⁵) — so the paper's gradient is orders of magnitude larger than the exact one
+        and points mostly along ∂f/∂θ weighted by err's sign pattern at the sampled point.
     compute_grad : False returns only the value (for evaluation or logging).
     """
     z = check_array("z_reg", z_reg)
@@ -222,7 +231,7 @@ def local_regularizer(f, f_vjp, t_reg, t1, z_reg, p, rtol, atol, heuristic="erro
         raise ValueError(f"f(t_reg, z_reg) is not finite at t_reg={t_reg!r}")
     value, grad_p, grad_z, E, S = frozen_step_regularizer(rhs, f_vjp, t_reg, dt, z, k1, p, rtol_f, atol_arr,
                                                           heuristic, stiffness_weight, through_state,
-                                                          compute_grad)
+                                                          compute_grad, through_k1)
     return LocalReg(value=value, grad_p=grad_p, grad_z=grad_z, dt=float(dt),
                     nfe=int(nfe_init + TSIT5.n_stages - 1), t_reg=t_reg, error_estimate=E, stiffness_estimate=S)
 
