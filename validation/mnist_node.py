@@ -13,6 +13,11 @@ about 500x the arithmetic of this budget — so absolute NFE and accuracy differ
 ratios.
 
 Run:  python validation/mnist_node.py --data DIR        (or: lrnde validate mnist_node --data DIR)
+      the paper's gradient semantics (k1 frozen) at the paper's λ.
+      python validation/mnist_node.py --data DIR --through-k1 --lambda-scale 200000 \
+          --methods vanilla,local-unbiased,local-biased
+      the exact gradient of R (k1 differentiated) at a λ that gives it a comparable pull (see the README).
+Results of both, measured here: validation/results/.
 Writes OUT/table.{md,csv}, OUT/results.json, OUT/curves.png and OUT/report.md (the table beside the paper's,
 the targets of the issue checked).
 """
