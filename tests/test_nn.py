@@ -437,3 +437,59 @@ def test_value_vjp_equals_rhs_and_vjp(time_input, transform):
     np.testing.assert_array_equal(f, f_ref)
     np.testing.assert_array_equal(gy, gy_ref)
     np.testing.assert_array_equal(gp, gp_ref)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The vectorisable tanh behind the "tanh" activation (lrnde_np/nn/tanh.py).
+
+from lrnde_np.nn.tanh import tanh_into  # noqa: E402
+
+LONG_DOUBLE_IS_WIDER = np.finfo(np.longdouble).eps < np.finfo(np.float64).eps
+
+
+def ulp_error(values, x):
+    """|values − tanh(x)| in units of the double spacing at tanh(x), tanh from the widest float we have."""
+    wide = np.longdouble if LONG_DOUBLE_IS_WIDER else np.float64
+    exact = np.tanh(x.astype(wide))
+    spacing = np.spacing(np.abs(exact).astype(np.float64)).astype(wide)
+    return np.abs(values.astype(wide) - exact) / spacing
+
+
+def vector_tanh(x):
+    out = np.empty_like(x)
+    tanh_into(x, out)
+    return out
+
+
+def test_vector_tanh_is_within_two_ulp():
+    # 10⁵ points per band, bands spanning both branches (the switch is at 0.625), the saturation at 20 and
+    # the tiny arguments where tanh x = x; reference: long-double tanh (double libm, which itself errs by up
+    # to ~1.2 ulp, where long double is no wider: hence the looser bound there).
+    rng = np.random.default_rng(11)
+    bound = 2.0 if LONG_DOUBLE_IS_WIDER else 3.0
+    for top in (1e-300, 1e-12, 1e-4, 0.3, 0.62, 0.63, 0.7, 1.0, 2.0, 5.0, 12.0, 19.0, 21.0, 40.0):
+        x = rng.uniform(-top, top, 100_000)
+        err = ulp_error(vector_tanh(x), x)
+        assert err.max() <= bound, (top, float(err.max()))
+    x = np.nextafter(0.625, [-1.0, 2.0])             # both sides of the switch
+    assert ulp_error(vector_tanh(x), x).max() <= bound
+
+
+def test_vector_tanh_special_values():
+    x = np.array([0.0, -0.0, np.inf, -np.inf, 5e-324, -5e-324, 1e-310, 20.0, -20.0, 1e308, -1e308])
+    t = vector_tanh(x)
+    np.testing.assert_array_equal(t, np.tanh(x))
+    np.testing.assert_array_equal(np.signbit(t), np.signbit(x))          # tanh(−0) = −0
+    assert np.isnan(vector_tanh(np.array([np.nan, -np.nan]))).all()      # NaN propagates, never ±1
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(allow_nan=False), min_size=1, max_size=70))
+def test_vector_tanh_is_odd_bounded_and_in_place_safe(values):
+    x = np.array(values)
+    t = vector_tanh(x)
+    np.testing.assert_array_equal(vector_tanh(-x), -t)
+    assert np.all(np.abs(t) <= 1.0) and np.all(np.sign(t) == np.sign(x))
+    y = x.copy()
+    tanh_into(y, y)                                   # a may be z: the MLP reuses buffers
+    np.testing.assert_array_equal(y, t)

@@ -31,6 +31,7 @@ from numba import njit, types
 
 from .._jit import FunctionHandle, function_type_maker
 from .._types import JVP_SIG, RHS_SIG, VALUE_VJP_SIG, VJP_SIG
+from .tanh import tanh_into
 
 IDENTITY, TANH, SOFTPLUS, RELU, SWISH = 0, 1, 2, 3, 4
 ACTIVATIONS = {"identity": IDENTITY, "tanh": TANH, "softplus": SOFTPLUS, "relu": RELU, "swish": SWISH}
@@ -64,8 +65,7 @@ def _sigmoid(z):
 def _activate(code, z, a):
     """a = act(z) elementwise (one branch per call, not per element)."""
     if code == TANH:
-        for k in range(z.size):
-            a[k] = math.tanh(z[k])
+        tanh_into(z, a)
     elif code == SOFTPLUS:
         for k in range(z.size):
             a[k] = max(z[k], 0.0) + math.log1p(math.exp(-abs(z[k])))
