@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 from numba import njit
 
 EPS = 2.220446049250313e-16  # float64 machine epsilon (a literal: np.finfo is slow inside kernels)

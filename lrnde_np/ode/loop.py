@@ -7,7 +7,7 @@ import numpy as np
 from numba import njit
 
 from .._types import rhs_from
-from .control import BETA1, DT0, DTMAX, DTMIN, QOLDINIT, error_estimate, initial_step, pi_propose
+from .control import DT0, DTMAX, DTMIN, QOLDINIT, error_estimate, initial_step, pi_propose
 from .rk import dense_eval, error_vector, rk_stages, stiffness_estimate
 
 # Status codes (``Solution.status``).
