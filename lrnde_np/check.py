@@ -176,6 +176,31 @@ def _finish(check, rows, notes, details, y_names=(), p_names=(), extra_ok=True):
 # VJP / JVP of a right-hand side
 
 
+def _field_check_inputs(f, derivative_name, derivative, t, y, p, direction_name, direction, rng, eps, tol,
+                        autograd_tol, autograd_f):
+    """check_vjp's and check_jvp's shared arguments, validated, and f's value at (t, y, p): (t, y, p, the
+    cotangent/tangent — a normal draw from the generator when None —, the generator, eps, tol, autograd_tol,
+    value)."""
+    _callable("f", f)
+    _callable(derivative_name, derivative)
+    t = _time(t)
+    y = _vector("y", y)
+    if y.size == 0:
+        raise ValueError("y must not be empty")
+    p = np.zeros(0) if p is None else _vector("p", p)
+    gen = _rng(rng)
+    direction = gen.standard_normal(y.size) if direction is None else _vector(direction_name, direction, y.size)
+    eps = 1e-3 if eps is None else check_positive("eps", eps)
+    tol = check_positive("tol", tol)
+    autograd_tol = check_positive("autograd_tol", autograd_tol)
+    if autograd_f is not None:
+        _callable("autograd_f", autograd_f)
+    value = _call_rhs(f, t, y, p, y.size)
+    if not np.all(np.isfinite(value)):
+        raise ValueError("f returned non-finite values at (t, y, p)")
+    return t, y, p, direction, gen, eps, tol, autograd_tol, value
+
+
 def check_vjp(f, f_vjp, y, p=None, t=0.0, a=None, rng=0, eps=None, autograd_f=None, tol=1e-6, autograd_tol=1e-10,
               max_coords=None) -> CheckReport:
     """Compare ``f_vjp(t, y, p, a, out_y, out_p)`` with central finite differences of ``a·f(t, y, p)``.
@@ -193,25 +218,9 @@ def check_vjp(f, f_vjp, y, p=None, t=0.0, a=None, rng=0, eps=None, autograd_f=No
     tol : tolerance of the finite-difference comparison (error relative to the largest entry).
     max_coords : check at most this many coordinates of y and of p each (a random subset); None: all.
     """
-    _callable("f", f)
-    _callable("f_vjp", f_vjp)
-    t = _time(t)
-    y = _vector("y", y)
-    if y.size == 0:
-        raise ValueError("y must not be empty")
-    p = np.zeros(0) if p is None else _vector("p", p)
-    gen = _rng(rng)
-    a = gen.standard_normal(y.size) if a is None else _vector("a", a, y.size)
-    eps = 1e-3 if eps is None else check_positive("eps", eps)
-    tol = check_positive("tol", tol)
-    autograd_tol = check_positive("autograd_tol", autograd_tol)
+    t, y, p, a, gen, eps, tol, autograd_tol, value = _field_check_inputs(
+        f, "f_vjp", f_vjp, t, y, p, "a", a, rng, eps, tol, autograd_tol, autograd_f)
     max_coords = _max_coords(max_coords)
-    if autograd_f is not None:
-        _callable("autograd_f", autograd_f)
-
-    value = _call_rhs(f, t, y, p, y.size)
-    if not np.all(np.isfinite(value)):
-        raise ValueError("f returned non-finite values at (t, y, p)")
     # The VJP, once into zeroed and once into garbage-filled outputs: they must be overwritten.
     out_y, out_p = np.zeros(y.size), np.zeros(p.size)
     f_vjp(t, y.copy(), p.copy(), a.copy(), out_y, out_p)
@@ -257,24 +266,8 @@ def check_jvp(f, f_jvp, y, p=None, t=0.0, v=None, rng=0, eps=None, autograd_f=No
 
     Arguments as :func:`check_vjp` (``v``: the tangent, default a normal draw).  ``max_rel_error_p`` is None.
     """
-    _callable("f", f)
-    _callable("f_jvp", f_jvp)
-    t = _time(t)
-    y = _vector("y", y)
-    if y.size == 0:
-        raise ValueError("y must not be empty")
-    p = np.zeros(0) if p is None else _vector("p", p)
-    gen = _rng(rng)
-    v = gen.standard_normal(y.size) if v is None else _vector("v", v, y.size)
-    eps = 1e-3 if eps is None else check_positive("eps", eps)
-    tol = check_positive("tol", tol)
-    autograd_tol = check_positive("autograd_tol", autograd_tol)
-    if autograd_f is not None:
-        _callable("autograd_f", autograd_f)
-
-    value = _call_rhs(f, t, y, p, y.size)
-    if not np.all(np.isfinite(value)):
-        raise ValueError("f returned non-finite values at (t, y, p)")
+    t, y, p, v, _, eps, tol, autograd_tol, value = _field_check_inputs(
+        f, "f_jvp", f_jvp, t, y, p, "v", v, rng, eps, tol, autograd_tol, autograd_f)
     out = np.full(y.size, 1e3)
     f_jvp(t, y.copy(), p.copy(), v.copy(), out)
     # Along v: step eps·max(1, |y|_inf) / |v|_inf.

@@ -9,6 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from idx_files import mnist_files
 from lrnde_np import cli
 from lrnde_np.experiments import common
 from lrnde_np.training import load_checkpoint
@@ -114,17 +115,11 @@ def test_compare_resume_continues_an_interrupted_run(tmp_path, capsys, monkeypat
     assert resumed_from == [0]
 
 
-def write_idx(path, array):
-    array = np.asarray(array, dtype=np.uint8)
-    path.write_bytes(bytes([0, 0, 8, array.ndim]) + np.array(array.shape, ">u4").tobytes() + array.tobytes())
-
-
 def test_compare_mnist_on_synthetic_data(tmp_path, capsys):
     data = tmp_path / "data"
     data.mkdir()
     rng = np.random.default_rng(3)
-    write_idx(data / "t10k-images-idx3-ubyte", rng.integers(0, 256, (50, 6, 6)))
-    write_idx(data / "t10k-labels-idx1-ubyte", rng.integers(0, 10, 50))
+    mnist_files(data, rng.integers(0, 256, (50, 6, 6)), rng.integers(0, 10, 50))
     argv = ["compare", "--task", "mnist", "--data", str(data), "--n-train", "30", "--hidden", "4",
             "--batch-size", "10", "--iters", "2", "--methods", "vanilla,global,local-biased", "--out",
             str(tmp_path / "out"), "--no-plot", "--quiet"]

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from idx_files import mnist_files
 from lrnde_np import training
 from lrnde_np.data import load_mnist, split
 from lrnde_np.models import MNISTTask, Regularization, SolveFailed, SpiralTask, StepOutcome
@@ -403,13 +404,6 @@ def test_quadratic_training_converges_and_progress_is_printed():
 # MNIST smoke run on tiny synthetic IDX files.
 
 
-def write_idx(path, array, type_code=0x08):
-    array = np.asarray(array)
-    header = bytes([0, 0, type_code, array.ndim]) + np.array(array.shape, dtype=">u4").tobytes()
-    with open(path, "wb") as fh:
-        fh.write(header + array.astype(array.dtype.newbyteorder(">")).tobytes())
-
-
 @pytest.fixture(scope="module")
 def tiny_mnist(tmp_path_factory):
     d = tmp_path_factory.mktemp("mnist")
@@ -419,8 +413,7 @@ def tiny_mnist(tmp_path_factory):
     images = rng.integers(0, 60, (60, 8, 8)).astype(np.uint8)
     for i, c in enumerate(labels):
         images[i, c % 8, :] = 255
-    write_idx(d / "t10k-images-idx3-ubyte", images)
-    write_idx(d / "t10k-labels-idx1-ubyte", labels)
+    mnist_files(d, images, labels)
     return d
 
 

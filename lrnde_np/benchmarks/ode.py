@@ -216,39 +216,34 @@ COLD_SCRIPT = ("import time; t0 = time.perf_counter(); import lrnde_np; t1 = tim
                "assert s.success; print(f'{t1 - t0:.4f} {t2 - t1:.4f}')")
 
 
-def cold_compile():
-    """Wall time of solving P1 in a fresh process with an empty Numba cache: the full JIT compile."""
-    import tempfile
-
+def _fresh_process(what, numba_cache_dir=None):
+    """Run COLD_SCRIPT in a new interpreter (optionally with its own Numba cache directory): its wall time,
+    import time and first-solve time."""
     env = dict(os.environ)
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    with tempfile.TemporaryDirectory() as cache_dir:
-        env["NUMBA_CACHE_DIR"] = cache_dir
-        t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-c", COLD_SCRIPT], capture_output=True, text=True, env=env)
-        wall = time.perf_counter() - t0
+    if numba_cache_dir is not None:
+        env["NUMBA_CACHE_DIR"] = numba_cache_dir
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", COLD_SCRIPT], capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - t0
     if proc.returncode != 0:
-        raise RuntimeError(f"cold-compile subprocess failed:\n{proc.stderr}")
+        raise RuntimeError(f"{what} subprocess failed:\n{proc.stderr}")
     import_s, solve_s = (float(v) for v in proc.stdout.split()[-2:])
     return dict(wall_s=wall, import_s=import_s, first_solve_s=solve_s)
 
 
+def cold_compile():
+    """Wall time of solving P1 in a fresh process with an empty Numba cache: the full JIT compile."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as cache_dir:
+        return _fresh_process("cold-compile", cache_dir)
+
+
 def cold_start(n_processes=3):
     """Wall time of fresh interpreters importing lrnde_np and solving P1; the first may fill Numba's cache."""
-    env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    runs = []
-    for _ in range(n_processes):
-        t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-c", COLD_SCRIPT], capture_output=True, text=True, env=env)
-        wall = time.perf_counter() - t0
-        if proc.returncode != 0:
-            raise RuntimeError(f"cold-start subprocess failed:\n{proc.stderr}")
-        import_s, solve_s = (float(v) for v in proc.stdout.split()[-2:])
-        runs.append(dict(wall_s=wall, import_s=import_s, first_solve_s=solve_s))
-    return runs
+    return [_fresh_process("cold-start") for _ in range(n_processes)]
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -1,9 +1,12 @@
 """What a task hands the training loop and the comparison: one step's outcome and an evaluation."""
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+from ..nn import softmax_cross_entropy
 
 
 @dataclass
@@ -66,3 +69,25 @@ def check_image_split(train_images, train_labels, test_images, test_labels, batc
             1 <= batch_size <= train_x.shape[0]:
         raise ValueError(f"batch_size must be an integer in 1…{train_x.shape[0]}, got {batch_size!r}")
     return train_x, train_y, test_x, test_y
+
+
+def evaluate_classifier(predict_batch, x, y, batch_size, max_batches=None) -> Evaluation:
+    """Cross-entropy, accuracy, mean NFE and median prediction time over (x, y) in batches of batch_size
+    (the first max_batches of them when given); ``predict_batch(b, x_b) -> (logits, nfe)`` predicts batch b."""
+    starts = list(range(0, x.shape[0], batch_size))
+    if max_batches is not None:
+        starts = starts[:max_batches]
+    losses, correct, nfes, times, count = [], 0, [], [], 0
+    for b, s in enumerate(starts):
+        xb, yb = x[s:s + batch_size], y[s:s + batch_size]
+        start = time.perf_counter()
+        logits, nfe = predict_batch(b, xb)
+        times.append(time.perf_counter() - start)
+        loss, _ = softmax_cross_entropy(logits, yb)
+        losses.append(loss * yb.size)
+        correct += int(np.sum(np.argmax(logits, axis=1) == yb))
+        nfes.append(nfe)
+        count += yb.size
+    return Evaluation(test_loss=float(np.sum(losses) / count), test_accuracy=correct / count,
+                      test_nfe=float(np.mean(nfes)), prediction_time=float(np.median(times)),
+                      n_batches=len(nfes))

@@ -12,12 +12,11 @@ Data: the images the caller passes (the experiments use 8,000 training / 2,000 h
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 
 from ..nn import MLP, accuracy, softmax_cross_entropy
-from .base import Evaluation, StepOutcome, check_generator, check_image_split
+from .base import Evaluation, StepOutcome, check_generator, check_image_split, evaluate_classifier
 from .node import NeuralODE, Regularization
 
 N_CLASSES = 10
@@ -101,20 +100,4 @@ class MNISTTask:
     def evaluate(self, params, split="test", max_batches=None) -> Evaluation:
         """Loss, accuracy, mean NFE and median prediction time per batch over the held-out (or training) set."""
         x, y = (self.test_x, self.test_y) if split == "test" else (self.train_x, self.train_y)
-        starts = range(0, x.shape[0], self.eval_batch_size)
-        if max_batches is not None:
-            starts = list(starts)[:max_batches]
-        losses, correct, nfes, times, count = [], 0, [], [], 0
-        for s in starts:
-            xb, yb = x[s:s + self.eval_batch_size], y[s:s + self.eval_batch_size]
-            start = time.perf_counter()
-            logits, nfe = self.predict(params, xb)
-            times.append(time.perf_counter() - start)
-            loss, _ = softmax_cross_entropy(logits, yb)
-            losses.append(loss * yb.size)
-            correct += int(np.sum(np.argmax(logits, axis=1) == yb))
-            nfes.append(nfe)
-            count += yb.size
-        return Evaluation(test_loss=float(np.sum(losses) / count), test_accuracy=correct / count,
-                          test_nfe=float(np.mean(nfes)), prediction_time=float(np.median(times)),
-                          n_batches=len(nfes))
+        return evaluate_classifier(lambda b, xb: self.predict(params, xb), x, y, self.eval_batch_size, max_batches)

@@ -155,6 +155,22 @@ def _vjp_addresses(f_vjp, needed):
     return as_compiled(f_vjp, "vjp", "f_vjp").addresses
 
 
+def check_regularization_point(state_name, state, p, t_reg, t1):
+    """(state, p, t_reg, t1) of a local regularizer's step, validated: a non-empty state vector, parameters
+    (empty when None) and two finite times.  Which way the step may run is the caller's check."""
+    state = check_array(state_name, state)
+    if state.size == 0:
+        raise ValueError(f"{state_name} must not be empty")
+    p = np.zeros(0) if p is None else check_array("p", p)
+    try:
+        t_reg, t1 = float(t_reg), float(t1)
+    except (TypeError, ValueError) as exc:
+        raise TypeError("t_reg and t1 must be numbers") from exc
+    if not (math.isfinite(t_reg) and math.isfinite(t1)):
+        raise ValueError(f"t_reg and t1 must be finite, got {t_reg!r}, {t1!r}")
+    return state, p, t_reg, t1
+
+
 def frozen_step_regularizer(f, f_vjp, t_reg, dt, z, k1, p, rtol, atol, heuristic="error", stiffness_weight=1.0,
                             through_state=False, compute_grad=True, through_k1=False):
     """R of one Tsit5 step from (t_reg, z) with the given dt and k1, and its gradient.
@@ -211,16 +227,7 @@ def local_regularizer(f, f_vjp, t_reg, t1, z_reg, p, rtol, atol, heuristic="erro
         and points mostly along ∂f/∂θ weighted by err's sign pattern at the sampled point.
     compute_grad : False returns only the value (for evaluation or logging).
     """
-    z = check_array("z_reg", z_reg)
-    if z.size == 0:
-        raise ValueError("z_reg must not be empty")
-    p = np.zeros(0) if p is None else check_array("p", p)
-    try:
-        t_reg, t1 = float(t_reg), float(t1)
-    except (TypeError, ValueError) as exc:
-        raise TypeError("t_reg and t1 must be numbers") from exc
-    if not (math.isfinite(t_reg) and math.isfinite(t1)):
-        raise ValueError(f"t_reg and t1 must be finite, got {t_reg!r}, {t1!r}")
+    z, p, t_reg, t1 = check_regularization_point("z_reg", z_reg, p, t_reg, t1)
     if t_reg == t1:
         raise ValueError(f"t_reg must differ from t1 (the regularizer's step runs on (t_reg, t1)), got {t_reg!r}")
     rtol_f, atol_arr = check_tolerances(rtol, atol, z.size, "z_reg")

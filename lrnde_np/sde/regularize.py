@@ -27,7 +27,8 @@ from numba import njit
 from .._types import rhs_from, vjp_from
 from ..ode.rhs import as_compiled
 from ..ode.solve import check_array, check_tolerances
-from .step import pack_tableau, sde_initial_step, sri_step, sri_step_vjp
+from ..regularize.local import check_regularization_point
+from .step import pack_tableau, sde_initial_step, sri_step, sri_step_vjp, sri_workspace
 from .tableaus import get_sde_tableau
 
 
@@ -66,12 +67,7 @@ def _step_value_and_grad(f_addr, g_addr, fv_addr, gv_addr, M, V, delta, error_te
     g = rhs_from(g_addr[0], g_addr[1])
     s = V.shape[1]
     n = x.size
-    H0 = np.empty((s, n))
-    H1 = np.empty((s, n))
-    F = np.empty((s, n))
-    G = np.empty((s, n))
-    x_new = np.empty(n)
-    err = np.empty(n)
+    H0, H1, F, G, x_new, err = sri_workspace(s, n)
     E, nf, ng = sri_step(f, g, M, V, delta, error_terms, t, h, x, p, dW, dZ, stride, rtol, atol, H0, H1, F, G,
                          x_new, err)
     n_vjp = 0
@@ -154,16 +150,7 @@ def sde_local_regularizer(f, g, f_vjp, g_vjp, t_reg, t1, x_reg, p, rng, rtol=1e-
     method, noise, delta : the SRI method (default SOSRI), the noise type, an override of δ.
     compute_grad : False returns only the value.
     """
-    x = check_array("x_reg", x_reg)
-    if x.size == 0:
-        raise ValueError("x_reg must not be empty")
-    p = np.zeros(0) if p is None else check_array("p", p)
-    try:
-        t_reg, t1 = float(t_reg), float(t1)
-    except (TypeError, ValueError) as exc:
-        raise TypeError("t_reg and t1 must be numbers") from exc
-    if not (math.isfinite(t_reg) and math.isfinite(t1)):
-        raise ValueError(f"t_reg and t1 must be finite, got {t_reg!r}, {t1!r}")
+    x, p, t_reg, t1 = check_regularization_point("x_reg", x_reg, p, t_reg, t1)
     if not t_reg < t1:
         raise ValueError(f"t_reg must lie before t1 (the step runs on (t_reg, t1)), got t_reg={t_reg!r}, t1={t1!r}")
     if not isinstance(rng, np.random.Generator):

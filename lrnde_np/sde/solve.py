@@ -14,7 +14,6 @@ with ``path=sol.path``.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -22,12 +21,12 @@ import numpy as np
 from numba import njit
 
 from .._types import rhs_from
-from ..ode.control import DT0, DTMAX, DTMIN, N_CONTROL, QOLDINIT, pi_propose
+from ..ode.control import DT0, DTMAX, DTMIN, N_CONTROL, QOLDINIT, pi_defaults, pi_propose
 from ..ode.loop import DT_MIN, MAX_STEPS, NONFINITE, STATUS_MESSAGES, SUCCESS, _all_finite, _grow1, _grow2
 from ..ode.rhs import as_compiled
 from ..ode.solve import check_array, check_positive, check_tolerances, validate_saveat, validate_span
 from .brownian import SDEPath, grid_indices, rng_state, rswm_init, rswm_reject, rswm_setup
-from .step import pack_tableau, sde_initial_step, sri_step
+from .step import pack_tableau, sde_initial_step, sri_step, sri_workspace
 from .tableaus import SRITableau, get_sde_tableau
 
 NOISE_TYPES = ("diagonal", "scalar")
@@ -36,8 +35,7 @@ NOISE_TYPES = ("diagonal", "scalar")
 def sde_controller_defaults(order: float = 1.5) -> dict:
     """StochasticDiffEq's PI controller for SDEs (§4.8): β1 = 7/(10·order), β2 = 2/(5·order) (7/15, 4/15 for
     order 3/2), γ = 9/10, qmin = 1/5, qmax = 9/8, qoldinit = 1e-4."""
-    return dict(beta1=7.0 / (10.0 * order), beta2=2.0 / (5.0 * order), gamma=0.9, qmin=0.2, qmax=9.0 / 8.0,
-                qoldinit=1e-4)
+    return dict(pi_defaults(order), qmax=9.0 / 8.0)   # the ODE gains, with StochasticDiffEq's smaller qmax
 
 
 @dataclass
@@ -129,12 +127,7 @@ def sde_loop(f_addr, g_addr, M, V, delta, error_terms, order, t0, t1, x0, p, rto
     step_dZ = np.empty((cap, m))
 
     x = x0.copy()
-    x_new = np.empty(n)
-    err = np.empty(n)
-    H0 = np.empty((s, n))
-    H1 = np.empty((s, n))
-    F = np.empty((s, n))
-    G = np.empty((s, n))
+    H0, H1, F, G, x_new, err = sri_workspace(s, n)
     wa = np.empty(n)
     wb = np.empty(n)
     wc = np.empty(n)

@@ -53,6 +53,12 @@ def _chis(w, z, h, sqh):
     return (w * w - h) / (2.0 * sqh), 0.5 * (w + z / SQRT3), (w * w * w - 3.0 * h * w) / (6.0 * h)
 
 
+@njit(cache=True, inline="always")
+def sri_workspace(s, n):
+    """Work arrays of one SRI step with s stages on n states: H0, H1, F, G (s × n), x_new, err (n)."""
+    return np.empty((s, n)), np.empty((s, n)), np.empty((s, n)), np.empty((s, n)), np.empty(n), np.empty(n)
+
+
 @njit(cache=True)
 def sri_stages(f, g, M, V, t, h, x, p, dW, dZ, stride, H0, H1, F, G):
     """The stage states H0, H1 (s, n) and values F = f(H0), G = g(H1) (s, n) of one step from (t, x).
@@ -148,12 +154,7 @@ def sri_step_vjp(f, g, f_vjp, g_vjp, M, V, delta, error_terms, t, h, x, p, dW, d
     """
     s = V.shape[1]
     n = x.size
-    H0 = np.empty((s, n))
-    H1 = np.empty((s, n))
-    F = np.empty((s, n))
-    G = np.empty((s, n))
-    x_new = np.empty(n)
-    err = np.empty(n)
+    H0, H1, F, G, x_new, err = sri_workspace(s, n)
     sri_stages(f, g, M, V, t, h, x, p, dW, dZ, stride, H0, H1, F, G)
     sri_combine(V, delta, error_terms, h, x, dW, dZ, stride, F, G, x_new, err)
 
