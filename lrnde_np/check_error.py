@@ -110,6 +110,18 @@ def _python_rhs(f, p, n):
     return fun
 
 
+def _start(state_name, t, state, p):
+    """The checked starting point (t, state, p) of one step."""
+    state = check_array(state_name, state)
+    if state.size == 0:
+        raise ValueError(f"{state_name} must not be empty")
+    p = np.zeros(0) if p is None else check_array("p", p)
+    t = float(t)
+    if not math.isfinite(t):
+        raise ValueError(f"t must be finite, got {t!r}")
+    return t, state, p
+
+
 def _dts(dt, name):
     dts = np.atleast_1d(np.asarray(dt, dtype=float))
     if dts.ndim != 1 or dts.size == 0:
@@ -138,13 +150,7 @@ def check_error_estimate(f, t, y, p=None, dt=None, method="tsit5", rtol=1e-6, at
     tab = get_tableau(method)
     if not tab.adaptive:
         raise ValueError(f"method: {tab.name} has no embedded error estimate")
-    y = check_array("y", y)
-    if y.size == 0:
-        raise ValueError("y must not be empty")
-    p = np.zeros(0) if p is None else check_array("p", p)
-    t = float(t)
-    if not math.isfinite(t):
-        raise ValueError(f"t must be finite, got {t!r}")
+    t, y, p = _start("y", t, y, p)
     dts = _dts(0.5 * 2.0 ** (-0.5 * np.arange(15)) if dt is None else dt, "dt")
     rtol_f, atol_arr = check_tolerances(rtol, atol, y.size, "y")
     if not isinstance(fit_points, int) or fit_points < 2:
@@ -268,13 +274,7 @@ def check_sde_error_estimate(f, g, exact, t, x, p=None, dt=None, method="sosri",
         raise ValueError(f"noise must be 'diagonal' or 'scalar', got {noise!r}")
     if not callable(exact):
         raise TypeError(f"exact must be a callable exact(t, x, dt, dW), got {type(exact).__name__}")
-    x = check_array("x", x)
-    if x.size == 0:
-        raise ValueError("x must not be empty")
-    p = np.zeros(0) if p is None else check_array("p", p)
-    t = float(t)
-    if not math.isfinite(t):
-        raise ValueError(f"t must be finite, got {t!r}")
+    t, x, p = _start("x", t, x, p)
     dts = _dts(0.2 * 2.0 ** -np.arange(6) if dt is None else dt, "dt")
     if np.any(dts < 0):
         raise ValueError(f"dt must be positive for an SDE step, got {dt!r}")
