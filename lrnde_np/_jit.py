@@ -18,11 +18,13 @@ class FunctionHandle:
     The handle keeps the dispatcher alive so that the addresses stay valid.
     """
 
-    __slots__ = ("dispatcher", "signature", "c_addr", "jit_addr")
+    __slots__ = ("dispatcher", "signature", "c_addr", "jit_addr", "source", "checked", "__weakref__")
 
     def __init__(self, dispatcher, signature):
         self.dispatcher = dispatcher
         self.signature = signature
+        self.source = None      # the user's Python function (for the checked first call, ode/rhs.py)
+        self.checked = set()    # (kind, n, m) sizes its checked first call passed for
         self.c_addr = _get_wrapper_address(dispatcher, signature)
         self.jit_addr = _get_jit_address(dispatcher, signature)
 
@@ -61,3 +63,31 @@ def float_bits_as_int(typingctx, x):
         return builder.bitcast(args[0], ir.IntType(64))
 
     return types.int64(types.float64), codegen
+
+
+@intrinsic
+def check_interrupt(typingctx):
+    """``check_interrupt()`` in compiled code: run pending signal handlers now; if one raised (Ctrl-C's
+    ``KeyboardInterrupt``), leave the compiled function at once with that exception.
+
+    Python runs signal handlers only between bytecodes, so a long compiled loop would ignore Ctrl-C until it
+    ended.  The solver loops call this every few dozen steps: ``PyErr_CheckSignals`` runs the handlers (a
+    custom SIGINT handler that does not raise lets the loop go on) and, when one raised, the function returns
+    Numba's "Python error set" status, which every compiled caller propagates and the dispatcher turns into
+    the exception itself.  Only with the GIL held (``PyGILState_Check``): code running without it (a worker
+    thread) is not interrupted.  Cost: a few nanoseconds.  Arrays the interrupted function allocated are
+    leaked (as with any exception raised in nopython mode).
+    """
+
+    def codegen(context, builder, sig, args):
+        i32 = ir.IntType(32)
+        fn_i32 = ir.FunctionType(i32, [])
+        gil_check = cgutils.get_or_insert_function(builder.module, fn_i32, "PyGILState_Check")
+        check = cgutils.get_or_insert_function(builder.module, fn_i32, "PyErr_CheckSignals")
+        zero = ir.Constant(i32, 0)
+        with builder.if_then(builder.icmp_signed("!=", builder.call(gil_check, []), zero), likely=False):
+            with builder.if_then(builder.icmp_signed("!=", builder.call(check, []), zero), likely=False):
+                context.call_conv.return_exc(builder)
+        return context.get_dummy_value()
+
+    return types.none(), codegen

@@ -8,7 +8,10 @@ Checkpoints (``.npz``) hold the parameters, the Adam state, the three generators
 the iteration count, the training time so far, every record, and the configuration; they are written to a
 temporary file and moved into place with ``os.replace`` (atomic), at most every ``checkpoint_every``
 iterations or ``checkpoint_seconds`` of training, and at the end.  A resumed run continues from the last
-checkpoint and ends bit-identical to an uninterrupted one (wall times aside).
+checkpoint and ends bit-identical to an uninterrupted one (wall times aside).  Records are binary arrays in
+the checkpoint up to ``INLINE_RECORDS`` iterations; past that they are appended to ``<checkpoint>.records``
+(:class:`RecordLog`), so a write costs O(new records), not O(all).  A truncated or corrupted checkpoint is a
+:class:`CheckpointError` naming the file.  :class:`RunLock` and :func:`check_writable` serve the CLI.
 """
 from __future__ import annotations
 
@@ -17,8 +20,8 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Optional
 
 import numpy as np
 
@@ -63,13 +66,13 @@ class TrainConfig:
     iters: int = 1000
     lr: float = 1e-3
     lam: float = 0.0
-    lam_end: Optional[float] = None
+    lam_end: float | None = None
     schedule: str = "constant"
     seed: int = 0
-    checkpoint: Optional[str] = None
+    checkpoint: str | None = None
     checkpoint_every: int = 100
     checkpoint_seconds: float = 60.0
-    progress: Optional[bool] = None     # None or True: on (see Progress); False: off
+    progress: bool | None = None     # None or True: on (see Progress); False: off
     label: str = ""
 
     def __post_init__(self):
@@ -126,8 +129,56 @@ def _meta(task, regularization, config):
                 train=config.identity())
 
 
-def save_checkpoint(path, params, optimizer, generators, iteration, records, train_time, meta):
-    """Write a checkpoint atomically (temporary file in the same directory, then ``os.replace``)."""
+#: Up to this many records a checkpoint holds them itself (one binary array per field, rewritten each time);
+#: beyond, they go to an append-only side file ``<checkpoint>.records`` so that a write costs O(new records).
+INLINE_RECORDS = 4096
+
+
+def records_path(path):
+    """The append-only side file of a checkpoint's records (exists only for runs past INLINE_RECORDS)."""
+    return os.fspath(path) + ".records"
+
+
+class RecordLog:
+    """The side file of a long run's records: float64 rows of ``RECORD_FIELDS``, only ever appended.
+
+    The checkpoint stores how many rows are valid (``n_records``); rows past that (appended before a crash
+    that came before the checkpoint's own replace) are ignored when read and cut off when a run resumes.
+    """
+
+    def __init__(self, path):
+        self.path = records_path(path)
+        self.written = 0
+
+    def resume(self, n_valid):
+        """Cut the file to its first ``n_valid`` rows (or delete it when there are none)."""
+        if os.path.exists(self.path):
+            if n_valid:
+                with open(self.path, "r+b") as fh:
+                    fh.truncate(n_valid * 8 * len(RECORD_FIELDS))
+            else:
+                os.remove(self.path)
+        self.written = n_valid
+
+    def append(self, records):
+        """Append the rows not written yet, fsync'd (before the checkpoint that counts them is replaced)."""
+        n = len(records[RECORD_FIELDS[0]])
+        if n <= self.written:
+            return
+        rows = np.column_stack([np.asarray(records[k][self.written:n], dtype=np.float64) for k in RECORD_FIELDS])
+        with open(self.path, "ab") as fh:
+            fh.write(np.ascontiguousarray(rows).tobytes())
+            fh.flush()
+            os.fsync(fh.fileno())
+        self.written = n
+
+
+def save_checkpoint(path, params, optimizer, generators, iteration, records, train_time, meta, log=None):
+    """Write a checkpoint atomically (temporary file in the same directory, then ``os.replace``).
+
+    ``records`` (field → list of floats) go into the file itself, one binary array per field; with a
+    :class:`RecordLog` ``log`` they are appended to its side file instead (only the new rows) and the
+    checkpoint records their count."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
@@ -139,9 +190,14 @@ def save_checkpoint(path, params, optimizer, generators, iteration, records, tra
         rng_states=np.array(json.dumps([g.bit_generator.state for g in generators])),
         iteration=np.int64(iteration),
         train_time=np.float64(train_time),
-        records=np.array(json.dumps({k: [float(v) for v in vals] for k, vals in records.items()})),
         meta=np.array(json.dumps(meta, sort_keys=True)),
     )
+    if log is not None:
+        log.append(records)
+        arrays["n_records"] = np.int64(log.written)
+    else:
+        for k, vals in records.items():
+            arrays["rec__" + k] = np.asarray(vals, dtype=np.float64)
     tmp = f"{path}.tmp{os.getpid()}"
     try:
         with open(tmp, "wb") as fh:
@@ -160,23 +216,52 @@ def load_checkpoint(path):
     try:
         with np.load(path, allow_pickle=False) as data:
             ck = {k: data[k] for k in data.files}
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint {path!r}: cannot read ({exc})") from exc
+    except Exception as exc:   # noqa: BLE001 - OSError, BadZipFile, EOFError, zlib.error, ValueError ...
+        kind = "cannot read" if isinstance(exc, OSError) and not os.path.isfile(path) else \
+            "cannot read: the file is truncated or corrupted"
+        raise CheckpointError(f"checkpoint {path!r}: {kind} ({type(exc).__name__}: {exc}); remove it, or start "
+                              f"without resuming") from exc
     needed = {"params", "adam_m", "adam_v", "adam_step_count", "adam_hyper", "rng_states", "iteration",
-              "train_time", "records", "meta"}
+              "train_time", "meta"}
     if not needed <= set(ck):
         raise CheckpointError(f"checkpoint {path!r}: missing {sorted(needed - set(ck))}")
-    lr, beta1, beta2, eps = (float(v) for v in ck["adam_hyper"])
-    return dict(
-        params=np.array(ck["params"], dtype=np.float64),
-        optimizer=dict(lr=lr, beta1=beta1, beta2=beta2, eps=eps, step_count=int(ck["adam_step_count"]),
-                       m=ck["adam_m"], v=ck["adam_v"]),
-        rng_states=json.loads(str(ck["rng_states"])),
-        iteration=int(ck["iteration"]),
-        train_time=float(ck["train_time"]),
-        records={k: list(v) for k, v in json.loads(str(ck["records"])).items()},
-        meta=json.loads(str(ck["meta"])),
-    )
+    try:
+        lr, beta1, beta2, eps = (float(v) for v in ck["adam_hyper"])
+        if "n_records" in ck:
+            records = _read_record_log(path, int(ck["n_records"]))
+        elif "records" in ck:   # the first format: JSON
+            records = {k: list(v) for k, v in json.loads(str(ck["records"])).items()}
+        else:
+            records = {k[5:]: ck[k].tolist() for k in ck if k.startswith("rec__")}
+        return dict(
+            params=np.array(ck["params"], dtype=np.float64),
+            optimizer=dict(lr=lr, beta1=beta1, beta2=beta2, eps=eps, step_count=int(ck["adam_step_count"]),
+                           m=ck["adam_m"], v=ck["adam_v"]),
+            rng_states=json.loads(str(ck["rng_states"])),
+            iteration=int(ck["iteration"]),
+            train_time=float(ck["train_time"]),
+            records=records,
+            records_in_log="n_records" in ck,
+            meta=json.loads(str(ck["meta"])),
+        )
+    except CheckpointError:
+        raise
+    except Exception as exc:   # noqa: BLE001 - malformed contents
+        raise CheckpointError(f"checkpoint {path!r}: corrupted contents ({type(exc).__name__}: {exc})") from exc
+
+
+def _read_record_log(path, n):
+    side = records_path(path)
+    width = len(RECORD_FIELDS)
+    try:
+        raw = np.fromfile(side, dtype=np.float64, count=n * width) if n else np.zeros(0)
+    except OSError as exc:
+        raise CheckpointError(f"checkpoint {path!r}: its records file {side!r} cannot be read ({exc})") from exc
+    if raw.size != n * width:
+        raise CheckpointError(f"checkpoint {path!r}: its records file {side!r} holds {raw.size // width} of the "
+                              f"{n} records the checkpoint counts (truncated)")
+    rows = raw.reshape(n, width)
+    return {k: rows[:, i].tolist() for i, k in enumerate(RECORD_FIELDS)}
 
 
 def _check_resumable(path, saved_meta, meta):
@@ -237,7 +322,7 @@ class Progress:
 
 
 def train(task, regularization: Regularization, config: TrainConfig, resume=True,
-          callback: Optional[Callable] = None, stream=None) -> TrainResult:
+          callback: Callable | None = None, stream=None) -> TrainResult:
     """Train ``task`` (a :class:`~lrnde_np.models.SpiralTask`, :class:`~lrnde_np.models.MNISTTask` or
     anything with ``config``, ``init_params``, ``sample_batch`` and ``step``) with Adam.
 
@@ -254,8 +339,10 @@ def train(task, regularization: Regularization, config: TrainConfig, resume=True
     optimizer = Adam(lr=config.lr)
     records = {k: [] for k in RECORD_FIELDS}
     start_iter, train_time = 0, 0.0
+    records_in_log = False
     if config.checkpoint and resume and os.path.exists(config.checkpoint):
         ck = load_checkpoint(config.checkpoint)
+        records_in_log = ck["records_in_log"]
         _check_resumable(config.checkpoint, ck["meta"], meta)
         params = ck["params"]
         optimizer.load_state_dict(ck["optimizer"])
@@ -264,6 +351,14 @@ def train(task, regularization: Regularization, config: TrainConfig, resume=True
         start_iter, train_time = ck["iteration"], ck["train_time"]
         records = {k: list(ck["records"].get(k, [])) for k in RECORD_FIELDS}
     generators = (init_rng, batch_rng, reg_rng)
+    log = None   # the records' side file, once the run is past INLINE_RECORDS
+    if config.checkpoint:
+        side = RecordLog(config.checkpoint)
+        if records_in_log:          # resumed from a checkpoint whose records live in the side file
+            side.resume(len(records["iteration"]))
+            log = side
+        elif os.path.exists(side.path):
+            side.resume(0)          # a stale side file of an earlier run with this checkpoint path
 
     show = config.progress if config.progress is not None else True
     progress = Progress(config.iters, config.label, stream, enabled=show and start_iter < config.iters,
@@ -294,7 +389,10 @@ def train(task, regularization: Regularization, config: TrainConfig, resume=True
             if config.checkpoint and (done - last_save_iter >= config.checkpoint_every
                                       or train_time - last_save_time >= config.checkpoint_seconds
                                       or done == config.iters):
-                save_checkpoint(config.checkpoint, params, optimizer, generators, done, records, train_time, meta)
+                if log is None and len(records["iteration"]) > INLINE_RECORDS:
+                    log = RecordLog(config.checkpoint)   # from now on O(new records) per write
+                save_checkpoint(config.checkpoint, params, optimizer, generators, done, records, train_time, meta,
+                                log=log)
                 last_save_iter, last_save_time = done, train_time
             if callback is not None:
                 callback(it, record)
@@ -302,3 +400,91 @@ def train(task, regularization: Regularization, config: TrainConfig, resume=True
         progress.close()
     return TrainResult(params=params, records={k: np.array(v) for k, v in records.items()}, train_time=train_time,
                        optimizer=optimizer, resumed_from=start_iter, meta=meta)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Run locks and output checks (the CLI's ``--out`` / ``--checkpoint``).
+
+
+class RunLocked(RuntimeError):
+    """Another process is using the run directory (or checkpoint)."""
+
+
+class RunLock:
+    """An exclusive, non-blocking ``flock`` on a lock file, held while a run writes its outputs.
+
+    A second run into the same place stops at once with :class:`RunLocked` naming the holder's pid; the lock
+    is released by :meth:`release` (the lock file is removed, and a directory the lock created, if left
+    empty) and, should the process die, by the kernel — a stale lock file never blocks a later run.  Where
+    ``fcntl`` is missing (Windows) the lock is a no-op.  Creating the lock file is also the up-front check
+    that the place is writable (``OSError``).
+    """
+
+    def __init__(self, lock_path):
+        self.path = os.fspath(lock_path)
+        self.fd = None
+        self.created_dir = None
+
+    def acquire(self):
+        directory = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(directory):
+            os.makedirs(directory)
+            self.created_dir = directory
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            import fcntl
+        except ImportError:   # pragma: no cover - Windows
+            return self
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            try:
+                holder = os.pread(self.fd, 64, 0).decode(errors="replace").strip() or "?"
+            except OSError:
+                holder = "?"
+            os.close(self.fd)
+            self.fd = None
+            raise RunLocked(f"{directory} is in use by another lrnde run (pid {holder}; lock file {self.path}); "
+                            f"wait for it to finish or choose another output location") from None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
+        return self
+
+    def release(self):
+        if self.fd is None:
+            return
+        try:
+            os.remove(self.path)
+        except OSError:
+            pass
+        os.close(self.fd)   # closing drops the flock
+        self.fd = None
+        if self.created_dir:
+            try:
+                os.rmdir(self.created_dir)   # only when empty
+            except OSError:
+                pass
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+        return False
+
+
+def check_writable(path, what):
+    """OSError-free check that a file can be created at ``path`` (its directory is created if needed);
+    returns None or a one-line reason naming ``what``."""
+    directory = os.path.dirname(os.path.abspath(os.fspath(path)))
+    try:
+        os.makedirs(directory, exist_ok=True)
+        probe = os.path.join(directory, f".lrnde-write-test-{os.getpid()}")
+        with open(probe, "wb"):
+            pass
+        os.remove(probe)
+    except OSError as exc:
+        return f"{what} {path}: cannot write there ({type(exc).__name__}: {exc.strerror or exc})"
+    if os.path.isdir(os.fspath(path)):
+        return f"{what} {path}: is a directory, expected a file path"
+    return None

@@ -8,6 +8,7 @@ import os
 
 import numpy as np
 
+from ..training import RunLock, RunLocked, check_writable
 from .common import CLASSIFICATION_TASKS, METHODS, add_task_arguments, build_task, method_name, resolve, run_method
 
 
@@ -28,6 +29,30 @@ def main(argv=None):
         raise SystemExit("lrnde train: --resume needs --checkpoint PATH")
     if args.checkpoint and not args.resume and os.path.exists(args.checkpoint):
         raise SystemExit(f"lrnde train: {args.checkpoint} exists; pass --resume to continue it or remove it")
+    # Outputs are checked for writability before training (not after it, with everything lost), and the
+    # checkpoint (or else the --out file) is locked while this run uses it.
+    for path, what in ((args.out, "--out"), (args.out and os.path.splitext(args.out)[0] + "_params.npy", "--out"),
+                       (args.checkpoint, "--checkpoint")):
+        problem = path and check_writable(path, what)
+        if problem:
+            raise SystemExit(f"lrnde train: {problem}")
+    target = args.checkpoint or args.out
+    lock = RunLock(target + ".lock") if target else None
+    if lock is not None:
+        try:
+            lock.acquire()
+        except RunLocked as exc:
+            raise SystemExit(f"lrnde train: {exc}") from None
+        except OSError as exc:
+            raise SystemExit(f"lrnde train: {target}: cannot write there ({exc})") from None
+    try:
+        return _train(args)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(args):
     task = build_task(args)
     result, trained = run_method(task, args.method, args, checkpoint=args.checkpoint, resume=args.resume)
     if result.status != "ok":

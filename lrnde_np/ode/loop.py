@@ -6,19 +6,27 @@ import math
 import numpy as np
 from numba import njit
 
+from .._jit import check_interrupt
 from .._types import rhs_from
 from .control import DT0, DTMAX, DTMIN, QOLDINIT, error_estimate, initial_step, pi_propose
 from .rk import dense_eval, error_vector, rk_stages, stiffness_estimate
 
 # Status codes (``Solution.status``).
-SUCCESS, MAX_STEPS, DT_MIN, NONFINITE = 0, 1, 2, 3
+# (4 is ode.events.TERMINATED, a terminal event; 6 the ensembles' STACK_FULL.)
+SUCCESS, MAX_STEPS, DT_MIN, NONFINITE, STEP_STUCK = 0, 1, 2, 3, 5
 STATUS_MESSAGES = {
     SUCCESS: "The solver successfully reached the end of the integration interval.",
-    MAX_STEPS: "Stopped: the maximum number of steps (max_steps) was reached before the end of the span.",
+    MAX_STEPS: "Stopped: the maximum number of steps (max_steps, accepted and rejected attempts together) was "
+               "reached before the end of the span.",
     DT_MIN: "Stopped: the step size fell below the minimum (dtmin) while the error estimate stayed above "
             "tolerance.",
     NONFINITE: "Stopped: the state or its derivative became non-finite (NaN or Inf).",
+    STEP_STUCK: "Stopped: a rejected step could not be made smaller (the controller's qmin/gamma give a shrink "
+                "factor of 1 or more), so retrying it would loop forever.",
 }
+
+#: Step attempts between two checks for Ctrl-C (``_jit.check_interrupt``: it raises KeyboardInterrupt).
+SIGNAL_CHECK_EVERY = 64
 
 # Bits of the ``record`` argument.
 RECORD_STEPS = 1    # t, dt, E_est, stiffness estimate of every accepted step
@@ -145,9 +153,12 @@ def solve_loop(f_addr, A, c, btilde, P, order, stiff_i, stiff_j, t0, t1, y0, p, 
     n_steps = 0
 
     while status == SUCCESS and (t1 - t) * tdir > 0.0:
-        if n_steps >= max_steps:
+        # Every attempt counts toward max_steps, rejected ones too: no controller setting can loop forever.
+        if n_steps + rejected >= max_steps:
             status = MAX_STEPS
             break
+        if (n_steps + rejected) % SIGNAL_CHECK_EVERY == SIGNAL_CHECK_EVERY - 1:
+            check_interrupt()   # Ctrl-C: KeyboardInterrupt within milliseconds (see _jit.check_interrupt)
         # Clip to the end of the span.  A remainder shorter than 1e-6 of the step (round-off in a sum of
         # fixed steps, say) is absorbed by stretching this step rather than taking a sliver of a step.
         final = False
@@ -178,7 +189,12 @@ def solve_loop(f_addr, A, c, btilde, P, order, stiff_i, stiff_j, t0, t1, y0, p, 
             if abs(h) <= dtmin:
                 status = NONFINITE if last_nonfinite else DT_MIN
                 break
-            h = tdir * max(abs(h_next), dtmin) if abs(h_next) > 0.0 else h * 0.2
+            h_retry = tdir * max(abs(h_next), dtmin) if abs(h_next) > 0.0 else h * 0.2
+            if not abs(h_retry) < abs(h):
+                # The controller cannot shrink the step (qmin = 1, say): the same attempt would repeat forever.
+                status = STEP_STUCK
+                break
+            h = h_retry
             continue
         last_nonfinite = False
         t_new = t1 if final else t + h

@@ -10,8 +10,9 @@ from numba import njit
 
 from ..tableaus import ERKTableau, get_tableau
 from .control import N_CONTROL, pi_defaults
+from .events import TERMINATED, apply_events
 from .loop import RECORD_STAGES, RECORD_STATES, RECORD_STEPS, STATUS_MESSAGES, SUCCESS, solve_loop
-from .rhs import as_compiled
+from .rhs import as_compiled, check_user_function
 
 
 @dataclass
@@ -51,10 +52,12 @@ class Solution:
     save_theta: Optional[np.ndarray] = None  # θ within that step
     p: Optional[np.ndarray] = field(default=None, repr=False)
     options: dict = field(default_factory=dict, repr=False)
+    t_events: list | None = None          # solve_ode(..., events=...): one array of times per event
+    y_events: list | None = None          # and one (k, n) array of states per event
 
     @property
     def success(self) -> bool:
-        return self.status == SUCCESS
+        return self.status in (SUCCESS, TERMINATED)  # TERMINATED: a terminal event
 
     @property
     def nfe(self) -> int:
@@ -113,11 +116,27 @@ def _all_finite(a):
     return True
 
 
+_F64 = np.dtype(np.float64)
+
+
 def check_array(name, x, ndim=1):
-    """A C-contiguous float64 copy-if-needed of ``x`` with ``ndim`` dimensions and finite values."""
+    """A C-contiguous float64 copy-if-needed of ``x`` with ``ndim`` dimensions and finite values.
+
+    Complex, boolean and string input is a TypeError (a complex state would otherwise lose its imaginary part
+    with only a warning, and the real part be solved)."""
+    if not (type(x) is np.ndarray and x.dtype is _F64):   # fast path: already a float64 array
+        try:
+            kind = np.asarray(x).dtype.kind
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise TypeError(f"{name} must be a float array, got {type(x).__name__}") from exc
+        if kind not in "fiuO":
+            what = {"c": "complex", "b": "boolean", "U": "string", "S": "bytes", "O": "object", "M": "datetime",
+                    "m": "timedelta", "V": "structured"}.get(kind, kind)
+            raise TypeError(f"{name} must be a real float array, got {what} values (dtype kind {kind!r})"
+                            + ("; solve real and imaginary parts as separate components" if kind == "c" else ""))
     try:
         a = np.ascontiguousarray(x, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise TypeError(f"{name} must be a float array, got {type(x).__name__}") from exc
     if a.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-dimensional, got shape {a.shape}")
@@ -126,12 +145,60 @@ def check_array(name, x, ndim=1):
     return a
 
 
+def as_real(name, x):
+    """``x`` as a float, or a TypeError naming ``name``: bools, strings and complex numbers are not numbers
+    here (``float(True)`` and ``float("1e-3")`` would otherwise slip through)."""
+    if type(x) is float:   # the common case, first (this runs on every solve)
+        return x
+    if isinstance(x, (bool, np.bool_, str, bytes, complex, np.complexfloating)):
+        raise TypeError(f"{name} must be a real number, got {type(x).__name__} {x!r}")
+    try:
+        return float(x)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise TypeError(f"{name} must be a real number, got {type(x).__name__}") from exc
+
+
+def check_max_steps(max_steps, name="max_steps"):
+    """``max_steps`` as an int: a positive integer (not a bool) that fits in int64."""
+    if type(max_steps) is int and 0 < max_steps <= _INT64_MAX:   # the common case, first
+        return max_steps
+    if isinstance(max_steps, (bool, np.bool_)) or not isinstance(max_steps, (int, np.integer)):
+        raise ValueError(f"{name} must be a positive integer, got {type(max_steps).__name__} {max_steps!r}")
+    if not 0 < max_steps <= _INT64_MAX:
+        raise ValueError(f"{name} must be a positive integer ≤ 2**63 - 1, got {max_steps!r}")
+    return int(max_steps)
+
+
+_INT64_MAX = 2 ** 63 - 1
+
+
+def check_controller(controller, defaults):
+    """The PI gains (β1, β2, γ, qmin, qmax, qoldinit) from ``defaults`` updated by ``controller``, validated:
+    known keys only, real finite numbers, β1 > 0, β2 ≥ 0, 0 < γ ≤ 1, 0 < qmin ≤ 1 < qmax, qoldinit > 0.
+    A TypeError/ValueError names the bad key."""
+    if not isinstance(controller, dict):
+        raise TypeError(f"controller must be a dict of PI settings (or None), got {type(controller).__name__}")
+    c = dict(defaults)
+    unknown = [k for k in controller if k not in c]
+    if unknown:
+        raise ValueError(f"controller: unknown settings {sorted(map(str, unknown))}; known: {sorted(c)}")
+    for k, v in controller.items():
+        c[k] = as_real(f"controller: {k}", v)
+        if not math.isfinite(c[k]):
+            raise ValueError(f"controller: {k} must be finite, got {v!r}")
+    rules = (("beta1", c["beta1"] > 0, "> 0"), ("beta2", c["beta2"] >= 0, "≥ 0"),
+             ("gamma", 0 < c["gamma"] <= 1, "in (0, 1]"), ("qmin", 0 < c["qmin"] <= 1, "in (0, 1]"),
+             ("qmax", c["qmax"] > 1, "> 1"), ("qoldinit", c["qoldinit"] > 0, "> 0"))
+    for key, ok, rule in rules:
+        if not ok:
+            raise ValueError(f"controller: {key} must be {rule} (0 < qmin ≤ 1 < qmax, 0 < gamma ≤ 1), "
+                             f"got {c[key]!r}")
+    return [c[k] for k in _GAIN_KEYS]
+
+
 def check_positive(name, x):
     """``x`` as a float, or a TypeError/ValueError naming ``name`` unless it is a positive finite number."""
-    try:
-        v = float(x)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be a number, got {type(x).__name__}") from exc
+    v = as_real(name, x)
     if not (math.isfinite(v) and v > 0):
         raise ValueError(f"{name} must be a positive finite number, got {x!r}")
     return v
@@ -183,9 +250,13 @@ def check_tolerances(rtol, atol, n, state_name="y0"):
         atol_arr.fill(check_positive("atol", atol))
         return rtol, atol_arr
     try:
+        kind = np.asarray(atol).dtype.kind
         atol_arr = np.asarray(atol, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise TypeError(f"atol must be a number or an array of numbers, got {type(atol).__name__}") from exc
+    if kind not in "fiu":
+        raise TypeError(f"atol must be a real number or an array of real numbers, got {type(atol).__name__} "
+                        f"(dtype kind {kind!r})")
     if atol_arr.ndim == 0:
         atol_arr = np.full(n, check_positive("atol", float(atol_arr)))
     elif atol_arr.shape != (n,):
@@ -197,17 +268,8 @@ def check_tolerances(rtol, atol, n, state_name="y0"):
 
 def control_array(tab: ERKTableau, t0, t1, dtmin, dtmax, dt, controller):
     ctrl = np.empty(N_CONTROL)
-    if controller:
-        c = pi_defaults(tab.order)
-        unknown = set(controller) - set(c)
-        if unknown:
-            raise ValueError(f"controller: unknown settings {sorted(unknown)}; known: {sorted(c)}")
-        for k, v in controller.items():
-            try:
-                c[k] = float(v)
-            except (TypeError, ValueError) as exc:
-                raise TypeError(f"controller: {k} must be a number, got {type(v).__name__}") from exc
-        ctrl[:6] = [c[k] for k in _GAIN_KEYS]
+    if controller is not None and (controller or not isinstance(controller, dict)):
+        ctrl[:6] = check_controller(controller, pi_defaults(tab.order))
     else:
         gains = _DEFAULT_GAINS.get(tab.order)
         if gains is None:
@@ -222,10 +284,7 @@ def control_array(tab: ERKTableau, t0, t1, dtmin, dtmax, dt, controller):
 
 
 def _check_nonneg(name, x):
-    try:
-        v = float(x)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be a number, got {type(x).__name__}") from exc
+    v = as_real(name, x)
     if not (math.isfinite(v) and v >= 0):
         raise ValueError(f"{name} must be a non-negative finite number, got {x!r}")
     return v
@@ -233,7 +292,7 @@ def _check_nonneg(name, x):
 
 def solve_ode(f, t_span, y0, p=None, method="tsit5", rtol=1e-3, atol=1e-6, saveat=None, dense=False,
               record_steps=False, record_states=False, dt=None, adaptive=None, dtmin=None, dtmax=None,
-              max_steps=100_000, controller=None) -> Solution:
+              max_steps=100_000, controller=None, events=None) -> Solution:
     """Solve y' = f(t, y, p) on ``t_span`` with an explicit Runge–Kutta method.
 
     Parameters
@@ -252,7 +311,19 @@ def solve_ode(f, t_span, y0, p=None, method="tsit5", rtol=1e-3, atol=1e-6, savea
     record_states : also keep the state and stages of every step (for adjoints and regularizers).
     dt : initial step (adaptive) or the fixed step; ``adaptive=False`` forces fixed steps of size dt.
     dtmin, dtmax, max_steps, controller : step-size limits and PI-controller settings (``beta1``,
-        ``beta2``, ``gamma``, ``qmin``, ``qmax``, ``qoldinit``; defaults as OrdinaryDiffEq).
+        ``beta2``, ``gamma``, ``qmin``, ``qmax``, ``qoldinit``; defaults as OrdinaryDiffEq; validated:
+        β1 > 0, β2 ≥ 0, 0 < gamma ≤ 1, 0 < qmin ≤ 1 < qmax).  ``max_steps`` bounds all step attempts,
+        rejected ones included (OrdinaryDiffEq's ``maxiters``); a rejected step the controller cannot shrink
+        ends the solve with status ``STEP_STUCK``.  Ctrl-C interrupts the compiled loop (KeyboardInterrupt).
+    events : SciPy-style ``event(t, y)`` function(s) with optional ``terminal``/``direction`` attributes, found
+        on the dense output (``sol.t_events``, ``sol.y_events``); a terminal one cuts the solution there with
+        ``status`` :data:`~lrnde_np.ode.events.TERMINATED` (see ``ode/events.py``).
+
+    The first call of ``f`` for given sizes of y0 and p is checked (``ode.rhs.check_user_function``):
+    an index out of range (``p`` shorter than f reads, say), a write past ``out``, an entry of ``out`` left
+    unwritten, a changed input, a return value instead of writing ``out`` or a wrong signature is a one-line
+    TypeError/ValueError naming f, not a crash or a silently wrong answer.  Complex ``y0``/``p`` are a
+    TypeError.
     """
     tab = get_tableau(method)
     t0, t1 = validate_span(t_span)
@@ -268,10 +339,13 @@ def solve_ode(f, t_span, y0, p=None, method="tsit5", rtol=1e-3, atol=1e-6, savea
         raise ValueError(f"method: {tab.name} has no error estimate; use adaptive=False with a fixed dt")
     if not adaptive and dt is None:
         raise ValueError(f"dt: fixed-step integration ({tab.name}) needs a step size dt")
-    if not isinstance(max_steps, (int, np.integer)) or max_steps <= 0:
-        raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
+    max_steps = check_max_steps(max_steps)
     ctrl = control_array(tab, t0, t1, dtmin, dtmax, dt, controller)
     rhs = as_compiled(f, "rhs", "f")
+    if ("rhs", y0.size, p.size) not in rhs.checked:   # once per function and sizes (ode/rhs.py)
+        check_user_function(rhs, "rhs", "f", t0, y0, p)
+    if events is not None:  # located on the dense output (ode/events.py)
+        dense = True
 
     record = (RECORD_STEPS if (record_steps or dense or record_states) else 0)
     if dense or record_states:
@@ -290,7 +364,8 @@ def solve_ode(f, t_span, y0, p=None, method="tsit5", rtol=1e-3, atol=1e-6, savea
     if status != SUCCESS:
         last = t_save[-1] if t_save.size else t0
         message += f" (last saved time {last:.6g})"
-    return Solution(t=t_save, y=y_save, status=int(status), message=message,
-                    stats=dict(nfe=int(nfe), accepted=int(accepted), rejected=int(rejected)), method=tab,
-                    t_span=(t0, t1), steps=steps, save_step=save_step, save_theta=save_theta, p=p,
-                    options=dict(rtol=rtol, atol=atol_arr, adaptive=bool(adaptive), rhs=rhs))
+    sol = Solution(t=t_save, y=y_save, status=int(status), message=message,
+                   stats=dict(nfe=int(nfe), accepted=int(accepted), rejected=int(rejected)), method=tab,
+                   t_span=(t0, t1), steps=steps, save_step=save_step, save_theta=save_theta, p=p,
+                   options=dict(rtol=rtol, atol=atol_arr, adaptive=bool(adaptive), rhs=rhs))
+    return sol if events is None else apply_events(sol, events)

@@ -20,11 +20,14 @@ from typing import Optional
 import numpy as np
 from numba import njit
 
+from .._jit import check_interrupt
 from .._types import rhs_from
 from ..ode.control import DT0, DTMAX, DTMIN, N_CONTROL, QOLDINIT, pi_defaults, pi_propose
-from ..ode.loop import DT_MIN, MAX_STEPS, NONFINITE, STATUS_MESSAGES, SUCCESS, _all_finite, _grow1, _grow2
-from ..ode.rhs import as_compiled
-from ..ode.solve import check_array, check_positive, check_tolerances, validate_saveat, validate_span
+from ..ode.loop import (DT_MIN, MAX_STEPS, NONFINITE, SIGNAL_CHECK_EVERY, STATUS_MESSAGES, STEP_STUCK,
+                        SUCCESS, _all_finite, _grow1, _grow2)
+from ..ode.rhs import as_compiled, check_user_function
+from ..ode.solve import (as_real, check_array, check_controller, check_max_steps, check_positive, check_tolerances,
+                         validate_saveat, validate_span)
 from .brownian import SDEPath, grid_indices, rng_state, rswm_init, rswm_reject, rswm_setup
 from .step import pack_tableau, sde_initial_step, sri_step, sri_workspace
 from .tableaus import SRITableau, get_sde_tableau
@@ -180,6 +183,8 @@ def sde_loop(f_addr, g_addr, M, V, delta, error_terms, order, t0, t1, x0, p, rto
     n_path = path_t.size - 1 if use_path else 0
 
     while status == SUCCESS and t < t1:
+        if (n_steps + rejected) % SIGNAL_CHECK_EVERY == SIGNAL_CHECK_EVERY - 1:
+            check_interrupt()   # Ctrl-C: KeyboardInterrupt within milliseconds (see _jit.check_interrupt)
         if use_path:
             if n_steps >= n_path:
                 break
@@ -188,10 +193,10 @@ def sde_loop(f_addr, g_addr, M, V, delta, error_terms, order, t0, t1, x0, p, rto
             for k in range(m):
                 dW[k] = path_W[n_steps, k]
                 dZ[k] = path_Z[n_steps, k]
+        elif n_steps + rejected >= max_steps:   # rejected attempts count too: no setting loops forever
+            status = MAX_STEPS
+            break
         elif not retry:
-            if n_steps >= max_steps:
-                status = MAX_STEPS
-                break
             while i_stop < stops.size - 1 and stops[i_stop] <= t:
                 i_stop += 1
             stop = stops[i_stop]
@@ -226,6 +231,10 @@ def sde_loop(f_addr, g_addr, M, V, delta, error_terms, order, t0, t1, x0, p, rto
                     status = NONFINITE if last_nonfinite else DT_MIN
                     break
                 t_new = t + max(h_next, dtmin)
+                if not t_new - t < h:
+                    # The controller cannot shrink the step (qmin = 1, say): the attempt would repeat forever.
+                    status = STEP_STUCK
+                    break
                 h = t_new - t
                 S1, S2 = rswm_reject(S1, S2, cnt, t_new, rng, cur)
                 for k in range(m):
@@ -312,17 +321,12 @@ _UNUSED_STATE = np.zeros(4, dtype=np.uint64)
 
 def _control_array(order, span, dt, dtmin, dtmax, controller, t0, t1):
     c = sde_controller_defaults(order)
-    if controller:
-        unknown = set(controller) - set(c)
-        if unknown:
-            raise ValueError(f"controller: unknown settings {sorted(unknown)}; known: {sorted(c)}")
-        c.update({k: float(v) for k, v in controller.items()})
     ctrl = np.zeros(N_CONTROL)
-    ctrl[:6] = [c["beta1"], c["beta2"], c["gamma"], c["qmin"], c["qmax"], c["qoldinit"]]
+    ctrl[:6] = check_controller({} if controller is None else controller, c)
     if dtmin is None:
         ctrl[DTMIN] = 16 * np.finfo(float).eps * max(abs(t0), abs(t1), 1.0)
     else:
-        v = float(dtmin)
+        v = as_real("dtmin", dtmin)
         if not (np.isfinite(v) and v >= 0):
             raise ValueError(f"dtmin must be a non-negative finite number, got {dtmin!r}")
         ctrl[DTMIN] = v
@@ -395,7 +399,12 @@ def solve_sde(f, g, t_span, x0, p=None, method="sosri", rtol=1e-2, atol=1e-2, sa
     path : replay a recorded :class:`~lrnde_np.sde.brownian.SDEPath` (``sol.path``) or solve on a given grid
         ``(t, dW[, dZ])``: exactly those steps and increments, no step-size control.
     dtmin, dtmax, max_steps, controller : step limits and PI settings (``beta1``, ``beta2``, ``gamma``,
-        ``qmin``, ``qmax``, ``qoldinit``; defaults :func:`sde_controller_defaults`).
+        ``qmin``, ``qmax``, ``qoldinit``; defaults :func:`sde_controller_defaults`; validated as
+        :func:`~lrnde_np.ode.solve_ode`'s).  ``max_steps`` counts rejected attempts too; a rejected step the
+        controller cannot shrink ends with status ``STEP_STUCK``; Ctrl-C interrupts the compiled loop.
+
+    The first calls of ``f`` and ``g`` for given sizes are checked as in :func:`~lrnde_np.ode.solve_ode`
+    (a ``g`` that returns its values instead of writing ``out`` is a TypeError, not a wrong answer).
     """
     tab = get_sde_tableau(method)
     t0, t1 = validate_span(t_span)
@@ -411,8 +420,7 @@ def solve_sde(f, g, t_span, x0, p=None, method="sosri", rtol=1e-2, atol=1e-2, sa
     m = x0.size if noise == "diagonal" else 1
     stride = 1 if noise == "diagonal" else 0
     ts = validate_saveat(saveat, t0, t1)
-    if not isinstance(max_steps, (int, np.integer)) or isinstance(max_steps, bool) or max_steps <= 0:
-        raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
+    max_steps = check_max_steps(max_steps)
     gen = _noise_state(seed, rng, path is None)
 
     use_path = path is not None
@@ -434,6 +442,8 @@ def solve_sde(f, g, t_span, x0, p=None, method="sosri", rtol=1e-2, atol=1e-2, sa
     ctrl = _control_array(tab.controller_order, t1 - t0, dt, dtmin, dtmax, controller, t0, t1)
     rhs_f = as_compiled(f, "rhs", "f")
     rhs_g = as_compiled(g, "rhs", "g")
+    check_user_function(rhs_f, "rhs", "f", t0, x0, p)   # once per function and sizes (ode/rhs.py)
+    check_user_function(rhs_g, "rhs", "g", t0, x0, p)
     M, V, delta, eterms = pack_tableau(tab)
 
     save = ts if ts is not None else np.zeros(0)
