@@ -527,3 +527,65 @@ def test_checked_first_call_catches_unwritten_outputs_and_changed_inputs_and_is_
         solve_ode(counted, (0.0, 1.0), np.ones(3))     # new sizes: checked again (3 guarded calls)
         third = len(calls) - first - second
     assert first == second + 3 and third == second + 3
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the adjoints check the user's VJP (and f) on first use, their max_steps and their cotangents
+
+
+@njit(cache=True)
+def decay_vjp_writes_past_out(t, y, p, a, out_y, out_p):
+    for i in range(y.size + 3):
+        out_y[i] = -(1.0 + i) * a[0]
+
+
+def test_adjoints_check_the_vjp_max_steps_and_cotangents():
+    code = """
+        import numpy as np
+        from test_hardening import decay, decay_vjp_writes_past_out
+        from lrnde_np.ode import solve_ode
+        from lrnde_np.adjoint import (backsolve_adjoint, discrete_adjoint, interpolating_adjoint,
+                                      quadrature_adjoint)
+        sol = solve_ode(decay, (0.0, 1.0), np.ones(3), record_states=True)
+        g = np.ones_like(sol.y)
+        calls = {
+            "discrete": lambda: discrete_adjoint(sol, decay_vjp_writes_past_out, g),
+            "backsolve": lambda: backsolve_adjoint(decay, decay_vjp_writes_past_out, sol, g),
+            "interpolating": lambda: interpolating_adjoint(decay_vjp_writes_past_out, sol, g),
+            "quadrature": lambda: quadrature_adjoint(decay_vjp_writes_past_out, sol, g),
+        }
+        for name, call in calls.items():
+            try:
+                call()
+                print(name, "no error")
+            except ValueError as exc:
+                print(name, "ValueError:", exc)
+    """
+    rc, out = run_isolated(code)
+    assert rc == 0, out
+    for name in ("discrete", "backsolve", "interpolating", "quadrature"):
+        line = next(ln for ln in out.splitlines() if ln.startswith(name + " "))
+        assert "ValueError:" in line and "f_vjp (decay_vjp_writes_past_out)" in line, out
+
+
+def test_adjoint_max_steps_and_grad_y_are_checked():
+    from lrnde_np.adjoint import backsolve_adjoint, discrete_adjoint, interpolating_adjoint
+
+    @njit
+    def decay_vjp(t, y, p, a, out_y, out_p):
+        for i in range(y.size):
+            out_y[i] = -(1.0 + i) * a[i]
+
+    sol = solve_ode(decay, (0.0, 1.0), np.ones(3), record_states=True)
+    g = np.ones_like(sol.y)
+    for bad in (True, 2.5, 0, 10 ** 30):
+        with pytest.raises(ValueError, match="max_steps"):
+            backsolve_adjoint(decay, decay_vjp, sol, g, max_steps=bad)
+        with pytest.raises(ValueError, match="max_steps"):
+            interpolating_adjoint(decay_vjp, sol, g, max_steps=bad)
+    with pytest.raises(TypeError, match="grad_y"):
+        discrete_adjoint(sol, decay_vjp, [["a"] * 3] * sol.y.shape[0])
+    # and a correct VJP still passes: L = Σ_k Σ_i y_i(t_k), dL/dy0_i = Σ_k exp(−(1+i) t_k) (to the solve's tolerance)
+    ok = discrete_adjoint(sol, decay_vjp, g)
+    exact = np.exp(-np.outer(sol.t, np.arange(1.0, 4.0))).sum(axis=0)
+    np.testing.assert_allclose(ok.grad_y0, exact, rtol=1e-2)

@@ -30,9 +30,9 @@ from numba import njit
 from .._jit import FunctionHandle
 from .._types import RHS_SIG, handle_as_floats, rhs_at, value_vjp_at, vjp_at, vjp_from
 from ..ode.loop import STATUS_MESSAGES, SUCCESS, solve_loop
-from ..ode.rhs import as_compiled
+from ..ode.rhs import as_compiled, check_user_function
 from ..ode.rk import dense_eval
-from ..ode.solve import check_positive, control_array
+from ..ode.solve import check_max_steps, check_positive, control_array
 from ..tableaus import get_tableau
 from .discrete import AdjointResult, _cotangent_rows, require_recorded
 
@@ -342,13 +342,17 @@ def backsolve_adjoint(f, f_vjp, sol, grad_y, rtol=1e-6, atol=1e-8, method=None, 
     VJP from one forward pass; the augmented dynamics then cost one call instead of two.
     """
     _check_ready(sol)
+    max_steps = check_max_steps(max_steps)
     fh = as_compiled(f, "rhs", "f")
     vh = as_compiled(f_vjp, "vjp", "f_vjp")
+    check_user_function(fh, "rhs", "f", sol.t_span[0], sol.y[0], sol.p)
+    check_user_function(vh, "vjp", "f_vjp", sol.t_span[0], sol.y[0], sol.p)
     n = sol.y.shape[1]
     p = sol.p
     tab = get_tableau(method or sol.method)
     if f_value_vjp is not None:
         fused = as_compiled(f_value_vjp, "value_vjp", "f_value_vjp")
+        check_user_function(fused, "value_vjp", "f_value_vjp", sol.t_span[0], sol.y[0], sol.p)
         ctx = np.concatenate([handle_as_floats(fused), [0.0, 0.0, n, p.size], p])
         handle = _handle("backsolve_fused")
     else:
@@ -367,7 +371,9 @@ def interpolating_adjoint(f_vjp, sol, grad_y, rtol=1e-6, atol=1e-8, method=None,
     """Adjoint with z(t) from the forward dense output (solve forward with ``record_states=True``)."""
     _check_ready(sol)
     require_recorded(sol, "interpolating adjoint")
+    max_steps = check_max_steps(max_steps)
     vh = as_compiled(f_vjp, "vjp", "f_vjp")
+    check_user_function(vh, "vjp", "f_vjp", sol.t_span[0], sol.y[0], sol.p)
     n = sol.y.shape[1]
     p = sol.p
     tab = get_tableau(method or sol.method)
@@ -383,7 +389,9 @@ def quadrature_adjoint(f_vjp, sol, grad_y, rtol=1e-6, atol=1e-8, method=None, ma
     """Adjoint a(t) alone (z interpolated), then dL/dθ by Gauss–Legendre quadrature over its steps."""
     _check_ready(sol)
     require_recorded(sol, "quadrature adjoint")
+    max_steps = check_max_steps(max_steps)
     vh = as_compiled(f_vjp, "vjp", "f_vjp")
+    check_user_function(vh, "vjp", "f_vjp", sol.t_span[0], sol.y[0], sol.p)
     n = sol.y.shape[1]
     tab = get_tableau(method or sol.method)
     ctx = _interp_context(vh, sol, False)

@@ -24,7 +24,7 @@ from numba import njit
 
 from .._types import vjp_from
 from ..ode.control import error_estimate_vjp
-from ..ode.rhs import as_compiled
+from ..ode.rhs import as_compiled, check_user_function
 from ..ode.rk import dense_weights, error_vector, rk_step_vjp, stiffness_estimate_vjp
 
 
@@ -132,7 +132,11 @@ def _cotangent_rows(sol, grad_y):
     n = sol.y.shape[1] if sol.y.ndim == 2 and sol.y.shape[0] else sol.steps.y.shape[1]
     if grad_y is None:
         return np.zeros((sol.t.size, n))
-    g = np.ascontiguousarray(grad_y, dtype=np.float64)
+    try:
+        g = np.ascontiguousarray(grad_y, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"grad_y must be an array of real numbers shaped like sol.y {sol.y.shape}, got "
+                        f"{type(grad_y).__name__}") from exc
     if g.shape != sol.y.shape:
         raise ValueError(f"grad_y must have the shape of sol.y {sol.y.shape} (one cotangent row per saved "
                          f"point), got {g.shape}")
@@ -176,6 +180,7 @@ def discrete_adjoint(sol, f_vjp, grad_y=None, grad_error=None, grad_stiffness=No
     """
     require_recorded(sol, "discrete adjoint")
     vjp = as_compiled(f_vjp, "vjp", "f_vjp")
+    check_user_function(vjp, "vjp", "f_vjp", sol.t_span[0], sol.steps.y[0], sol.p)
     steps = sol.steps
     n_steps = len(steps)
     g = _cotangent_rows(sol, grad_y)
