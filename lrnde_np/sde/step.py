@@ -87,17 +87,20 @@ def sri_stages(f, g, M, V, t, h, x, p, dW, dZ, stride, H0, H1, F, G):
             H0[i, m] = x[m] + h * a0 + chi2 * b0
             H1[i, m] = x[m] + h * a1 + sqh * b1
         if V[F_ALIAS, i] >= 0.0:
-            F[i, :] = F[int(V[F_ALIAS, i])]
+            for m in range(n):   # element loops, not slice copies: a slice copy needs NRT on a GPU
+                F[i, m] = F[int(V[F_ALIAS, i]), m]
         elif V[NEED_F, i] != 0.0:
             f(t + V[C0, i] * h, H0[i], p, F[i])
             nf += 1
         else:
-            F[i, :] = 0.0
+            for m in range(n):
+                F[i, m] = 0.0
         if V[NEED_G, i] != 0.0:
             g(t + V[C1, i] * h, H1[i], p, G[i])
             ng += 1
         else:
-            G[i, :] = 0.0
+            for m in range(n):
+                G[i, m] = 0.0
     return nf, ng
 
 
