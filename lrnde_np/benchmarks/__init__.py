@@ -5,7 +5,10 @@ import importlib
 import sys
 
 SUITES = {"ode": "lrnde_np.benchmarks.ode", "adjoint": "lrnde_np.benchmarks.adjoint",
-          "sde": "lrnde_np.benchmarks.sde"}
+          "sde": "lrnde_np.benchmarks.sde",
+          "mnist-step": "lrnde_np.benchmarks.mnist_step", "ivp": "lrnde_np.benchmarks.ivp",
+          "cnf": "lrnde_np.benchmarks.cnf",
+          "ensemble": "lrnde_np.benchmarks.ensemble"}
 
 
 def main(argv=None):

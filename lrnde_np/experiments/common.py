@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..cnf.tasks import CNF_DEFAULTS, CNF_LABELS, CNF_TASKS
 from ..models import ADJOINTS, MNISTSDETask, MNISTTask, Regularization, SpiralTask
+from ..models.latent_ode import TIMESERIES_DEFAULTS, TIMESERIES_LABELS
 from ..training import SCHEDULES, CheckpointError, TrainConfig, TrainingDiverged, make_generators, train
 
 #: The comparison's four methods → (regularizer kind, table label).
@@ -26,6 +29,11 @@ TASK_LABELS = {
 #: Tasks scored by accuracy on held-out MNIST images (they need --data).
 CLASSIFICATION_TASKS = ("mnist", "mnist-sde")
 TASKS = ("spiral",) + CLASSIFICATION_TASKS
+#: Latent ODEs on irregularly sampled time series (lrnde_np.models.latent_ode; physionet needs --data).
+TIMESERIES_TASKS = ("latent-spiral", "physionet")
+TASKS = TASKS + TIMESERIES_TASKS
+#: Continuous normalizing flows on 2-D samples / targets (lrnde_np.cnf.tasks).
+TASKS = TASKS + CNF_TASKS
 
 #: Per-task defaults (flags override them).  MNIST's λ follows the paper (2.5 → 1.0, exponential); the
 #: rest is sized for a 2-core CPU (see validation/mnist_node.py for the validation budget).
@@ -43,6 +51,10 @@ DEFAULTS = {
     "mnist-sde": dict(iters=300, batch_size=64, lr=1e-2, rtol=0.14, atol=0.14, hidden=64, lam=1000.0, lam_end=None,
                       schedule="constant", lam_global=0.2),
 }
+DEFAULTS.update(TIMESERIES_DEFAULTS)
+DEFAULTS.update(CNF_DEFAULTS)
+TASK_LABELS.update(CNF_LABELS)
+TASK_LABELS.update(TIMESERIES_LABELS)
 DATA_NOTE = ("8,000 training / 2,000 held-out images drawn from the 10,000-image MNIST test split "
              "(fixed split seed {seed})")
 
@@ -86,6 +98,13 @@ def add_task_arguments(parser):
     g.add_argument("--unbiased-state", choices=("interpolate", "saved"), default="interpolate",
                    help="mnist-sde, local unbiased: X(t_reg) by linear interpolation of the vanilla solve's steps "
                         "(default, as the official code) or as an extra save point (clips the main solve's steps)")
+    g.add_argument("--n-obs", type=int, default=50, help="latent-spiral: observations per series (30, 50 or 100)")
+    g.add_argument("--cnf-data", choices=("moons", "circles"), default="moons", help="cnf-samples: data set")
+    g.add_argument("--cnf-target", choices=("u1", "u2", "u3"), default="u1", help="cnf-density: target energy")
+    g.add_argument("--cnf-field", choices=("mlp", "hyper"), default="mlp",
+                   help="cnf-*: MLP field (2→hidden→hidden→2) or Chen's gated hypernetwork field")
+    g.add_argument("--cnf-width", type=int, default=16, help="cnf-* with --cnf-field hyper: width M")
+    g.add_argument("--cnf-trace", choices=("exact", "hutchinson"), default="exact", help="cnf-*: training trace")
     g.add_argument("--eval-batches", type=int, help="MNIST: evaluate on at most this many held-out batches")
     g.add_argument("--eval-batch-size", type=int, help="MNIST: prediction batch size (default: --batch-size)")
     t = parser.add_argument_group("training")
@@ -122,6 +141,8 @@ def resolve(args):
             setattr(args, key, value)
     if args.lam_global is None:
         args.lam_global = args.lam
+    if args.task == "physionet" and not args.data:
+        raise SystemExit("lrnde: --task physionet needs --data DIR (the PhysioNet 2012 patient files, e.g. set-a)")
     if args.task in CLASSIFICATION_TASKS and not args.data:
         raise SystemExit(f"lrnde: --task {args.task} needs --data DIR (the directory with the MNIST IDX files)")
     if args.task == "mnist-sde":
@@ -132,7 +153,39 @@ def resolve(args):
     for name in ("iters", "batch_size", "hidden"):
         if getattr(args, name) < 1:
             raise SystemExit(f"lrnde: --{name.replace('_', '-')} must be positive")
+    check_numbers(args)
     return args
+
+
+def check_numbers(args):
+    """Every numeric option checked before anything trains (SystemExit naming the flag): a bad λ, tolerance or
+    batch count must not surface only after other methods have finished training."""
+    def bad(flag, rule, value):
+        raise SystemExit(f"lrnde: {flag} must be {rule}, got {value!r}")
+
+    for flag, name, rule in (("--rtol", "rtol", "pos"), ("--atol", "atol", "pos"), ("--lr", "lr", "pos"),
+                             ("--lambda", "lam", "nonneg"), ("--lambda-global", "lam_global", "nonneg"),
+                             ("--lambda-end", "lam_end", "pos"), ("--stiffness-weight", "stiffness_weight", "nonneg")):
+        v = getattr(args, name, None)
+        if v is None:
+            continue
+        if not math.isfinite(v) or (v <= 0 if rule == "pos" else v < 0):
+            bad(flag, "a positive number (finite)" if rule == "pos" else "a finite number ≥ 0", v)
+    for flag, name in (("--eval-batches", "eval_batches"), ("--eval-batch-size", "eval_batch_size"),
+                       ("--n-train", "n_train"), ("--n-obs", "n_obs")):
+        v = getattr(args, name, None)
+        if v is not None and v < 1:
+            bad(flag, "a positive integer", v)
+    for flag, name in (("--seed", "seed"), ("--split-seed", "split_seed")):
+        v = getattr(args, name, None)
+        if v is not None and v < 0:
+            bad(flag, "a non-negative integer", v)
+    methods = getattr(args, "methods", None) or ([args.method] if getattr(args, "method", None) else [])
+    for method in methods:   # the training settings each method will use (λ schedule, lr, seed)
+        try:
+            train_config_for(method, args)
+        except (ValueError, TypeError, ZeroDivisionError) as exc:
+            raise SystemExit(f"lrnde: {method}: {exc}") from None
 
 
 def build_task(args):
@@ -147,6 +200,12 @@ def build_task(args):
 
 
 def _build_task(args):
+    if args.task in TIMESERIES_TASKS:
+        from ..models.latent_ode import task_from_args
+        return task_from_args(args)
+    if args.task in CNF_TASKS:
+        from ..cnf.tasks import task_from_args as cnf_task_from_args
+        return cnf_task_from_args(args)
     if args.task == "spiral":
         return SpiralTask(hidden=args.hidden, rtol=args.rtol, atol=args.atol, adjoint=args.adjoint,
                           batch_size=args.batch_size)
@@ -167,6 +226,25 @@ def _build_task(args):
     return MNISTTask(tr_x, tr_y, te_x, te_y, hidden=args.hidden, rtol=args.rtol, atol=args.atol,
                      adjoint=args.adjoint, batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
                      data_note=note)
+
+
+def mnist_splits(data_dir, n_train=8000, split_seed=0, n_val=1000, val_seed=0):
+    """MNIST for a protocol that cannot tune to the test set: the ``n_train`` training images of the usual
+    split (:func:`lrnde_np.data.split` with ``split_seed``) are split again, with ``val_seed``, into
+    ``n_train - n_val`` training and ``n_val`` validation images; the held-out rest is the test split.
+
+    Returns ``dict(train=(x, y), validation=(x, y), test=(x, y))`` (8,000 → 7,000 / 1,000; 2,000 test).
+    """
+    from ..data import load_mnist, split
+
+    images, labels = load_mnist(data_dir, "test")
+    if not 0 < n_train < images.shape[0]:
+        raise ValueError(f"n_train must lie in 1…{images.shape[0] - 1}, got {n_train!r}")
+    if isinstance(n_val, bool) or not isinstance(n_val, int) or not 0 < n_val < n_train:
+        raise ValueError(f"n_val must be an integer in 1…{n_train - 1}, got {n_val!r}")
+    tr_x, tr_y, te_x, te_y = split(images, labels, n_train, split_seed)
+    fit_x, fit_y, val_x, val_y = split(tr_x, tr_y, n_train - n_val, val_seed)
+    return dict(train=(fit_x, fit_y), validation=(val_x, val_y), test=(te_x, te_y))
 
 
 def regularization_for(method, args):
@@ -224,6 +302,8 @@ def warm_up(task, method, args):
     task.step(params, task.sample_batch(batch_rng), regularization_for(method, args), 1.0, reg_rng)
     if task.name in CLASSIFICATION_TASKS:
         task.predict(params, task.test_x[: task.eval_batch_size])
+    elif task.name in TIMESERIES_TASKS or task.name in CNF_TASKS:
+        task.prediction_call(params)()
     else:
         task.predict(params, task.data.y[task.eval_starts], task.eval_t)
     return time.perf_counter() - start

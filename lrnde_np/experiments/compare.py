@@ -19,8 +19,9 @@ import time
 
 import numpy as np
 
-from .common import (CLASSIFICATION_TASKS, METHODS, add_task_arguments, build_task, checkpoint_path, method_label,
-                     method_list, resolve, run_method)
+from ..training import RunLock, RunLocked
+from .common import (CLASSIFICATION_TASKS, CNF_TASKS, METHODS, TIMESERIES_TASKS, add_task_arguments, build_task,
+                     checkpoint_path, method_label, method_list, resolve, run_method)
 
 
 def build_parser():
@@ -108,6 +109,11 @@ def describe(args, task):
                      f"held-out batches of {cfg['eval_batch_size']}")
         lines.append("Train Acc: " + ("whole training split after training" if args.train_eval
                                       else "mean minibatch accuracy over the last 10% of iterations"))
+    elif args.task in TIMESERIES_TASKS:
+        from ..models.latent_ode import describe_task
+        lines += describe_task(task)
+    elif args.task in CNF_TASKS:
+        lines += task.describe()
     else:
         lines.append(f"data: ode_demo spiral, 1000 points on [0, 25]; minibatches of {args.batch_size} sub-trajectories "
                      f"of 10 points; test: {cfg['eval_time']}-point sub-trajectories from every "
@@ -139,6 +145,11 @@ def write_outputs(out_dir, args, task, results, trained, header, rows, notes, pl
     paths["markdown"] = os.path.join(out_dir, "table.md")
     if plot:
         paths["png"] = plot_curves(os.path.join(out_dir, "curves.png"), task.name, trained)
+        if task.name == "latent-spiral":   # Chen et al.'s Fig. 8: observations, reconstruction, extrapolation
+            from ..models.latent_ode import plot_spiral_predictions
+            paths["predictions_png"] = plot_spiral_predictions(
+                os.path.join(out_dir, "predictions.png"), task,
+                {method_label(m, task.name): t.params for m, t in trained.items()})
     return paths
 
 
@@ -208,6 +219,23 @@ def main(argv=None):
     parser = build_parser()
     args = resolve(parser.parse_args(argv))
     out_dir = args.out or os.path.join("runs", args.task)
+    # Every argument is checked (resolve) before anything trains; the output directory is locked while the
+    # run writes into it — a second run into it stops at once — and creating the lock checks it is writable.
+    lock = RunLock(os.path.join(out_dir, ".lrnde.lock"))
+    try:
+        lock.acquire()
+    except RunLocked as exc:
+        raise SystemExit(f"lrnde: {exc}") from None
+    except OSError as exc:
+        raise SystemExit(f"lrnde: --out {out_dir}: cannot write there ({type(exc).__name__}: "
+                         f"{exc.strerror or exc})") from None
+    try:
+        return _compare(args, argv, out_dir)
+    finally:
+        lock.release()
+
+
+def _compare(args, argv, out_dir):
     t_start = time.perf_counter()
     task = build_task(args)
     notes = describe(args, task)

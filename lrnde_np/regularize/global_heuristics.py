@@ -30,6 +30,11 @@ import numpy as np
 
 HEURISTICS = ("error", "stiffness", "error_stiffness")
 AGGREGATES = ("sum", "mean", "max")
+#: The 2021 code's MNIST/PhysioNet ERNODE setting: the MEAN of E_j·|dt_j| over the steps, λ decaying
+#: exponentially 100 → 10 over the run (``lrnde sweep --methods global --global-aggregate mean
+#: --global-schedule exponential --lambdas-global 100 --global-lambda-end-ratio 0.1``).  Beside it, the paper's
+#: sum form with its own λ.
+GLOBAL_2021 = dict(heuristic="error", aggregate="mean", lam=100.0, lam_end=10.0, schedule="exponential")
 
 
 @dataclass(frozen=True)

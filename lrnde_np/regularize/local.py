@@ -43,13 +43,19 @@ from numba import njit
 from .._types import rhs_from, vjp_from
 from ..ode.control import error_estimate, error_estimate_vjp, initial_step
 from ..ode.rhs import as_compiled
-from ..ode.rk import error_vector, rk_stages, rk_step_vjp, stiffness_estimate, stiffness_estimate_vjp
+from ..ode.rk import error_vector, rk_stages, rk_step_vjp, stage_argument, stiffness_estimate, stiffness_estimate_vjp
 from ..ode.solve import check_array, check_tolerances
 from ..tableaus import TSIT5
 
 #: Regularized heuristics (see the module docstring).
 HEURISTICS = ("error", "error_stiffness", "stiffness")
 _EPS = np.finfo(np.float64).eps
+#: Scalings of the local stiffness estimate S_est: "ratio" ‖k_j − k_i‖/‖Y_j − Y_i‖ (the Hairer/Shampine
+#: estimate, the default) or "official" — the 2023 code's form, rms(k_j − k_i)/(rms(Y_j − Y_i) + eps) divided by
+#: Tsit5's stability size 3.5068 (``alg_stability_size(Tsit5)``), i.e. the estimate in units of the largest
+#: stable h·|λ| (the paper's "constant coefficient 0.0285 = 0.1/3.5068").
+STIFFNESS_SCALINGS = ("ratio", "official")
+TSIT5_STABILITY_SIZE = 3.5068
 
 
 @dataclass(frozen=True)
@@ -87,8 +93,52 @@ def _heuristic_weights(heuristic, stiffness_weight):
 
 
 @njit(cache=True)
+def _official_stiffness(A, si, sj, h, y, K, work_i, work_j):
+    """rms(k_j − k_i) / (rms(Y_j − Y_i) + eps) / 3.5068 (the official code's local stiffness estimate)."""
+    if si < 0:
+        return 0.0
+    stage_argument(A, si, h, y, K, work_i)
+    stage_argument(A, sj, h, y, K, work_j)
+    num = 0.0
+    den = 0.0
+    for m in range(y.size):
+        num += (K[sj, m] - K[si, m]) ** 2
+        den += (work_j[m] - work_i[m]) ** 2
+    n = max(y.size, 1)
+    return math.sqrt(num / n) / (math.sqrt(den / n) + 2.220446049250313e-16) / 3.5068
+
+
+@njit(cache=True)
+def _official_stiffness_vjp(Sbar, A, si, sj, h, y, K, work_i, work_j, K_bar, Y_bar):
+    """Accumulate Sbar·∂S/∂(k_i, k_j, Y_i, Y_j) of :func:`_official_stiffness` into K_bar, Y_bar."""
+    if si < 0 or Sbar == 0.0:
+        return
+    stage_argument(A, si, h, y, K, work_i)
+    stage_argument(A, sj, h, y, K, work_j)
+    num = 0.0
+    den = 0.0
+    for m in range(y.size):
+        num += (K[sj, m] - K[si, m]) ** 2
+        den += (work_j[m] - work_i[m]) ** 2
+    n = max(y.size, 1)
+    a = math.sqrt(num / n)
+    b = math.sqrt(den / n)
+    d = b + 2.220446049250313e-16
+    C = 3.5068
+    for m in range(y.size):
+        if a > 0.0:
+            gk = Sbar * (K[sj, m] - K[si, m]) / (n * a * d * C)
+            K_bar[sj, m] += gk
+            K_bar[si, m] -= gk
+        if b > 0.0:
+            gy = -Sbar * a * (work_j[m] - work_i[m]) / (n * b * d * d * C)
+            Y_bar[sj, m] += gy
+            Y_bar[si, m] -= gy
+
+
+@njit(cache=True)
 def _step_value_and_grad(f_addr, vjp_addr, A, c, btilde, si, sj, t, h, z, k1, p, rtol, atol, w_error, w_stiff,
-                         want_grad, through_k1, grad_z, grad_p):
+                         want_grad, through_k1, grad_z, grad_p, stiff_official=False):
     """One Tsit5 step of size h from (t, z) with first stage k1: R and (optionally) its gradient.
 
     Returns (R, E_est, S_est).  ``grad_z``/``grad_p`` are overwritten when ``want_grad``; ``grad_z`` is only
@@ -107,7 +157,10 @@ def _step_value_and_grad(f_addr, vjp_addr, A, c, btilde, si, sj, t, h, z, k1, p,
     rk_stages(f, A, c, t, h, z, p, K, y_new)
     error_vector(btilde, h, K, err)
     E = error_estimate(err, z, y_new, rtol, atol)
-    S = stiffness_estimate(A, si, sj, h, z, K, work_i, work_j)
+    if stiff_official:
+        S = _official_stiffness(A, si, sj, h, z, K, work_i, work_j)
+    else:
+        S = stiffness_estimate(A, si, sj, h, z, K, work_i, work_j)
     R = w_error * E * abs(h) + w_stiff * S
     if not want_grad:
         return R, E, S
@@ -127,7 +180,10 @@ def _step_value_and_grad(f_addr, vjp_addr, A, c, btilde, si, sj, t, h, z, k1, p,
             K_bar[i, m] = h * btilde[i] * err_bar[m]
     for m in range(n):
         Y_bar[s - 1, m] = y_new_bar[m]   # y_{n+1} is the last stage argument (FSAL form)
-    stiffness_estimate_vjp(w_stiff, A, si, sj, h, z, K, work_i, work_j, K_bar, Y_bar)
+    if stiff_official:
+        _official_stiffness_vjp(w_stiff, A, si, sj, h, z, K, work_i, work_j, K_bar, Y_bar)
+    else:
+        stiffness_estimate_vjp(w_stiff, A, si, sj, h, z, K, work_i, work_j, K_bar, Y_bar)
     rk_step_vjp(f_vjp, A, c, t, h, z, p, K, K_bar, Y_bar, grad_z, grad_p, through_k1, np.empty(n),
                 np.empty(n), np.empty(n), np.empty(p.size))
     return R, E, S
@@ -172,7 +228,7 @@ def check_regularization_point(state_name, state, p, t_reg, t1):
 
 
 def frozen_step_regularizer(f, f_vjp, t_reg, dt, z, k1, p, rtol, atol, heuristic="error", stiffness_weight=1.0,
-                            through_state=False, compute_grad=True, through_k1=False):
+                            through_state=False, compute_grad=True, through_k1=False, stiffness_scaling="ratio"):
     """R of one Tsit5 step from (t_reg, z) with the given dt and k1, and its gradient.
 
     This is the differentiable part of :func:`local_regularizer` (which chooses k1 = f(t_reg, z) and dt by
@@ -181,7 +237,9 @@ def frozen_step_regularizer(f, f_vjp, t_reg, dt, z, k1, p, rtol, atol, heuristic
     k1 = f(t_reg, z) (whatever k1 was passed must then equal f(t_reg, z)) and ``grad_z`` is dR/dz.
     ``through_k1=True`` with ``through_state=False`` keeps z constant but differentiates k1 = f(t_reg, z; θ)
     with respect to θ: the exact ∂R/∂θ at fixed z and dt (k1 must equal f(t_reg, z; p)).
+    ``stiffness_scaling``: "ratio" or "official" (see :data:`STIFFNESS_SCALINGS`).
     """
+    _check_scaling(stiffness_scaling)
     z = check_array("z", z)
     k1 = check_array("k1", k1)
     if k1.shape != z.shape:
@@ -199,14 +257,20 @@ def frozen_step_regularizer(f, f_vjp, t_reg, dt, z, k1, p, rtol, atol, heuristic
     si, sj = TSIT5.stiffness_pair
     R, E, S = _step_value_and_grad(rhs.addresses, vjp_addr, TSIT5.A, TSIT5.c, TSIT5.btilde, si, sj, t_reg, dt, z,
                                    k1, p, rtol, atol_arr, w_error, w_stiff, bool(compute_grad),
-                                   bool(through_state or through_k1), grad_z, grad_p)
+                                   bool(through_state or through_k1), grad_z, grad_p,
+                                   stiffness_scaling == "official")
     if not compute_grad:
         return float(R), None, None, float(E), float(S)
     return float(R), grad_p, (grad_z if through_state else None), float(E), float(S)
 
 
+def _check_scaling(stiffness_scaling):
+    if stiffness_scaling not in STIFFNESS_SCALINGS:
+        raise ValueError(f"stiffness_scaling must be one of {STIFFNESS_SCALINGS}, got {stiffness_scaling!r}")
+
+
 def local_regularizer(f, f_vjp, t_reg, t1, z_reg, p, rtol, atol, heuristic="error", stiffness_weight=1.0,
-                      through_state=False, compute_grad=True, through_k1=False) -> LocalReg:
+                      through_state=False, compute_grad=True, through_k1=False, stiffness_scaling="ratio") -> LocalReg:
     """The local regularizer at t_reg: one Tsit5 step from ``z_reg = z(t_reg)`` on (t_reg, t1).
 
     Parameters
@@ -226,7 +290,10 @@ def local_regularizer(f, f_vjp, t_reg, t1, z_reg, p, rtol, atol, heuristic="erro
         true derivative is O(h⁵) — so the paper's gradient is orders of magnitude larger than the exact one
         and points mostly along ∂f/∂θ weighted by err's sign pattern at the sampled point.
     compute_grad : False returns only the value (for evaluation or logging).
+    stiffness_scaling : "ratio" (default) or "official" — the 2023 code's S_est, rms ratio with +eps in the
+        denominator, divided by Tsit5's stability size 3.5068 (see :data:`STIFFNESS_SCALINGS`).
     """
+    _check_scaling(stiffness_scaling)
     z, p, t_reg, t1 = check_regularization_point("z_reg", z_reg, p, t_reg, t1)
     if t_reg == t1:
         raise ValueError(f"t_reg must differ from t1 (the regularizer's step runs on (t_reg, t1)), got {t_reg!r}")
@@ -238,7 +305,7 @@ def local_regularizer(f, f_vjp, t_reg, t1, z_reg, p, rtol, atol, heuristic="erro
         raise ValueError(f"f(t_reg, z_reg) is not finite at t_reg={t_reg!r}")
     value, grad_p, grad_z, E, S = frozen_step_regularizer(rhs, f_vjp, t_reg, dt, z, k1, p, rtol_f, atol_arr,
                                                           heuristic, stiffness_weight, through_state,
-                                                          compute_grad, through_k1)
+                                                          compute_grad, through_k1, stiffness_scaling)
     return LocalReg(value=value, grad_p=grad_p, grad_z=grad_z, dt=float(dt),
                     nfe=int(nfe_init + TSIT5.n_stages - 1), t_reg=t_reg, error_estimate=E, stiffness_estimate=S)
 
@@ -285,8 +352,17 @@ class BiasedSample(NamedTuple):
     step_state: int
 
 
-def sample_biased(sol, rng) -> BiasedSample:
+BIASED_SOURCES = ("steps", "saves")
+
+
+def sample_biased(sol, rng, source="steps") -> BiasedSample:
     """t_reg drawn uniformly among the main solve's accepted-step end times, the final time excluded.
+
+    ``source="saves"`` draws instead among the solution's SAVED times, the last one excluded — what the
+    official code does (``rand(rng, sol.t[1:end-1])`` reads the solution's saved times, which are the save
+    points when ``saveat`` is given, the step ends only when every step is saved); the state is then the saved
+    point ``sol.y[i]`` (``save_index = i``).  It needs at least two saved times.  Without ``saveat`` both
+    sources coincide (every step end is saved; the "steps" rule also excludes t0).
 
     The candidates are the ends of steps 0 … n−2 (the official code's ``rand(rng, sol.t[1:end-1])`` with
     ``save_start=false``: t0 and the final time are never drawn).  A solve of a single step has no such
@@ -298,6 +374,16 @@ def sample_biased(sol, rng) -> BiasedSample:
     (``record_states=True``/``dense=True``).
     """
     rng = _generator(rng)
+    if source not in BIASED_SOURCES:
+        raise ValueError(f"source must be one of {BIASED_SOURCES}, got {source!r}")
+    if source == "saves":
+        if not sol.success:
+            raise ValueError(f"sol: the main solve failed ({sol.message})")
+        if sol.t.size < 2:
+            raise ValueError(f"sol: biased sampling from save times needs at least two saved times, got "
+                             f"{sol.t.size}")
+        i = int(rng.integers(sol.t.size - 1))
+        return BiasedSample(float(sol.t[i]), i, -1)
     steps = getattr(sol, "steps", None)
     saved_every_step = (sol.save_step is not None and sol.save_step.size == sol.t.size and sol.t.size >= 1
                         and sol.save_step[0] == -1

@@ -48,6 +48,16 @@ class SDELocalReg:
     nge: int
     n_vjp: int
 
+    @property
+    def nfe_drift(self) -> int:
+        """Drift (f) evaluations only — how the official code counts an NSDE's NFE (its "diffusion" column
+        repeats the drift counter); ``nfe_total`` is f + g."""
+        return self.nfe
+
+    @property
+    def nfe_total(self) -> int:
+        return self.nfe + self.nge
+
 
 @njit(cache=True)
 def _sde_reg_dt(f_addr, g_addr, t_reg, t1, x, p, order, rtol, atol):
