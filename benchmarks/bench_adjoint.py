@@ -2,6 +2,7 @@
 
 The same as ``lrnde bench adjoint``; see :mod:`lrnde_np.benchmarks.adjoint` for what is measured.
 """
+
 import os
 import sys
 

@@ -1,5 +1,6 @@
 """ODE solver benchmark (same as ``lrnde bench ode``): python benchmarks/bench_ode.py [--repeats N] [--quick]
 [--json PATH]."""
+
 import os
 import sys
 

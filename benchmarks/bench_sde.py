@@ -1,5 +1,6 @@
 """SDE solver benchmark (same as ``lrnde bench sde``): python benchmarks/bench_sde.py [--paths M] [--quick]
 [--json PATH]."""
+
 import os
 import sys
 

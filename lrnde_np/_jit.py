@@ -1,4 +1,5 @@
 """Right-hand sides passed to the compiled loops as raw function addresses."""
+
 from __future__ import annotations
 
 from llvmlite import ir
@@ -23,8 +24,8 @@ class FunctionHandle:
     def __init__(self, dispatcher, signature):
         self.dispatcher = dispatcher
         self.signature = signature
-        self.source = None      # the user's Python function (for the checked first call, ode/rhs.py)
-        self.checked = set()    # (kind, n, m) sizes its checked first call passed for
+        self.source = None  # the user's Python function (for the checked first call, ode/rhs.py)
+        self.checked = set()  # (kind, n, m) sizes its checked first call passed for
         self.c_addr = _get_wrapper_address(dispatcher, signature)
         self.jit_addr = _get_jit_address(dispatcher, signature)
 

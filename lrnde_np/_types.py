@@ -6,6 +6,7 @@ on-disk cache of) every loop per right-hand side, so nothing could ever be loade
 ``FunctionType`` argument keeps one cached machine-code version of each loop for all right-hand sides at
 the price of an indirect call (a few nanoseconds).
 """
+
 from numba import types
 
 F64 = types.float64

@@ -18,6 +18,7 @@ so that tiny entries of a gradient do not dominate.  Finite differences use the 
 with the step ``eps·max(1, |x_i|)`` (default eps = 1e-3, truncation and rounding errors both ≲ 1e-10 for
 smooth fields of moderate size); a field with kinks (relu) can fail at a kink — pass ``autograd_f`` instead.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -60,11 +61,21 @@ class CheckReport:
         head = f"{self.check}: {'PASSED' if self.passed else 'FAILED'}"
         widths = (22, 36, 12, 12, 10)
         titles = ("derivative", "reference", "max |error|", "rel. error", "tolerance")
-        lines = [head, "  ".join(t.ljust(w) for t, w in zip(titles, widths))]
+        lines = [head, "  ".join(t.ljust(w) for t, w in zip(titles, widths, strict=True))]
         for name, ref, abs_err, rel, tol in self.rows:
             flag = "" if rel <= tol else "  <-- too large"
-            lines.append("  ".join([name.ljust(widths[0]), ref.ljust(widths[1]), f"{abs_err:.3e}".ljust(widths[2]),
-                                    f"{rel:.3e}".ljust(widths[3]), f"{tol:.1e}".ljust(widths[4])]) + flag)
+            lines.append(
+                "  ".join(
+                    [
+                        name.ljust(widths[0]),
+                        ref.ljust(widths[1]),
+                        f"{abs_err:.3e}".ljust(widths[2]),
+                        f"{rel:.3e}".ljust(widths[3]),
+                        f"{tol:.1e}".ljust(widths[4]),
+                    ]
+                )
+                + flag
+            )
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -105,8 +116,11 @@ def _vector(name, x, size=None):
 
 
 def _n_points(random_points):
-    if isinstance(random_points, bool) or not isinstance(random_points, (numbers.Integral, np.integer)) \
-            or not 0 <= random_points <= 1000:
+    if (
+        isinstance(random_points, bool)
+        or not isinstance(random_points, (numbers.Integral, np.integer))
+        or not 0 <= random_points <= 1000
+    ):
         raise ValueError(f"random_points must be an integer in 0…1000, got {random_points!r}")
     return int(random_points)
 
@@ -142,10 +156,12 @@ def _max_coords(max_coords):
 
 def _fd4(fun, x, i, h):
     """Fourth-order central difference of the scalar fun along coordinate i of x."""
+
     def at(d):
         z = x.copy()
         z[i] += d
         return fun(z)
+
     return (8.0 * (at(h) - at(-h)) - (at(2 * h) - at(-2 * h))) / (12.0 * h)
 
 
@@ -191,17 +207,26 @@ def _finish(check, rows, notes, details, y_names=(), p_names=(), extra_ok=True):
     def worst(names):
         vals = [r[3] for r in rows if r[0] in names]
         return max(vals) if vals else None
+
     passed = extra_ok and all(r[3] <= r[4] for r in rows)
-    return CheckReport(check=check, max_rel_error_y=worst(y_names), max_rel_error_p=worst(p_names),
-                       passed=bool(passed), rows=rows, notes=notes, details=details)
+    return CheckReport(
+        check=check,
+        max_rel_error_y=worst(y_names),
+        max_rel_error_p=worst(p_names),
+        passed=bool(passed),
+        rows=rows,
+        notes=notes,
+        details=details,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
 # VJP / JVP of a right-hand side
 
 
-def _field_check_inputs(f, derivative_name, derivative, t, y, p, direction_name, direction, rng, eps, tol,
-                        autograd_tol, autograd_f):
+def _field_check_inputs(
+    f, derivative_name, derivative, t, y, p, direction_name, direction, rng, eps, tol, autograd_tol, autograd_f
+):
     """check_vjp's and check_jvp's shared arguments, validated, and f's value at (t, y, p): (t, y, p, the
     cotangent/tangent — a normal draw from the generator when None —, the generator, eps, tol, autograd_tol,
     value)."""
@@ -223,16 +248,28 @@ def _field_check_inputs(f, derivative_name, derivative, t, y, p, direction_name,
     # reads, say) or an unwritten output is a one-line TypeError/ValueError here, before the compiled
     # functions run on unguarded arrays.
     check_user_function(f, "rhs", "f", t, y, p)
-    check_user_function(derivative, "vjp" if derivative_name == "f_vjp" else "jvp", derivative_name, t, y, p,
-                        direction)
+    check_user_function(derivative, "vjp" if derivative_name == "f_vjp" else "jvp", derivative_name, t, y, p, direction)
     value = _call_rhs(f, t, y, p, y.size)
     if not np.all(np.isfinite(value)):
         raise ValueError("f returned non-finite values at (t, y, p)")
     return t, y, p, direction, gen, eps, tol, autograd_tol, value
 
 
-def check_vjp(f, f_vjp, y, p=None, t=0.0, a=None, rng=0, eps=None, autograd_f=None, tol=1e-6, autograd_tol=1e-10,
-              max_coords=None, random_points=2) -> CheckReport:
+def check_vjp(
+    f,
+    f_vjp,
+    y,
+    p=None,
+    t=0.0,
+    a=None,
+    rng=0,
+    eps=None,
+    autograd_f=None,
+    tol=1e-6,
+    autograd_tol=1e-10,
+    max_coords=None,
+    random_points=2,
+) -> CheckReport:
     """Compare ``f_vjp(t, y, p, a, out_y, out_p)`` with central finite differences of ``a·f(t, y, p)``.
 
     Parameters
@@ -253,7 +290,8 @@ def check_vjp(f, f_vjp, y, p=None, t=0.0, a=None, rng=0, eps=None, autograd_f=No
     """
     n_random = _n_points(random_points)
     t, y, p, a, gen, eps, tol, autograd_tol, value = _field_check_inputs(
-        f, "f_vjp", f_vjp, t, y, p, "a", a, rng, eps, tol, autograd_tol, autograd_f)
+        f, "f_vjp", f_vjp, t, y, p, "a", a, rng, eps, tol, autograd_tol, autograd_f
+    )
     max_coords = _max_coords(max_coords)
     # The VJP, once into zeroed and once into garbage-filled outputs: they must be overwritten.
     out_y, out_p = np.zeros(y.size), np.zeros(p.size)
@@ -263,8 +301,10 @@ def check_vjp(f, f_vjp, y, p=None, t=0.0, a=None, rng=0, eps=None, autograd_f=No
     overwrites = bool(np.array_equal(junk_y, out_y) and np.array_equal(junk_p, out_p))
     notes = []
     if not overwrites:
-        notes.append("f_vjp does not overwrite out_y/out_p (it accumulates into them or leaves entries unset); "
-                     "the solvers hand it work buffers with old contents")
+        notes.append(
+            "f_vjp does not overwrite out_y/out_p (it accumulates into them or leaves entries unset); "
+            "the solvers hand it work buffers with old contents"
+        )
 
     cy = _coords(y.size, max_coords, gen)
     cp = _coords(p.size, max_coords, gen)
@@ -273,6 +313,7 @@ def check_vjp(f, f_vjp, y, p=None, t=0.0, a=None, rng=0, eps=None, autograd_f=No
     for k, (tt, yy, pp) in enumerate(_probe_points(f, t, y, p, gen, n_random)):
         probes.append((tt, yy, pp, gen.standard_normal(y.size), f" at random point {k + 1}"))
     for tt, yy, pp, aa, where in probes:
+
         def a_dot_f(y_, p_, tt=tt, aa=aa):
             return float(aa @ _call_rhs(f, tt, y_, p_, y.size))
 
@@ -284,8 +325,7 @@ def check_vjp(f, f_vjp, y, p=None, t=0.0, a=None, rng=0, eps=None, autograd_f=No
         if p.size:
             rows.append(("a^T df/dp", "finite differences" + where, *_rel(vp[cp], fd_p), tol))
     if len(probes) - 1 < n_random:
-        notes.append(f"f was non-finite at some random probe points: compared at {len(probes) - 1} of "
-                     f"{n_random}")
+        notes.append(f"f was non-finite at some random probe points: compared at {len(probes) - 1} of {n_random}")
     if cy.size < y.size or cp.size < p.size:
         notes.append(f"finite differences on {cy.size} of {y.size} y and {cp.size} of {p.size} p coordinates")
     if autograd_f is not None:
@@ -299,14 +339,22 @@ def check_vjp(f, f_vjp, y, p=None, t=0.0, a=None, rng=0, eps=None, autograd_f=No
         rows.append(("a^T df/dy", "autograd", *_rel(out_y, ag_y), autograd_tol))
         if p.size:
             rows.append(("a^T df/dp", "autograd", *_rel(out_p, ag_p), autograd_tol))
-    details = dict(a=a, vjp_y=out_y, vjp_p=out_p, eps=eps, overwrites=overwrites,
-                   points=[(tt, yy, pp) for tt, yy, pp, _, _ in probes])
-    return _finish("check_vjp", rows, notes, details, y_names=("a^T df/dy",), p_names=("a^T df/dp",),
-                   extra_ok=overwrites)
+    details = dict(
+        a=a,
+        vjp_y=out_y,
+        vjp_p=out_p,
+        eps=eps,
+        overwrites=overwrites,
+        points=[(tt, yy, pp) for tt, yy, pp, _, _ in probes],
+    )
+    return _finish(
+        "check_vjp", rows, notes, details, y_names=("a^T df/dy",), p_names=("a^T df/dp",), extra_ok=overwrites
+    )
 
 
-def check_jvp(f, f_jvp, y, p=None, t=0.0, v=None, rng=0, eps=None, autograd_f=None, tol=1e-6,
-              autograd_tol=1e-10, random_points=2) -> CheckReport:
+def check_jvp(
+    f, f_jvp, y, p=None, t=0.0, v=None, rng=0, eps=None, autograd_f=None, tol=1e-6, autograd_tol=1e-10, random_points=2
+) -> CheckReport:
     """Compare ``f_jvp(t, y, p, v, out)`` = ∂f/∂y·v with a central difference of f along v.
 
     Arguments as :func:`check_vjp` (``v``: the tangent, default a normal draw; ``random_points`` random
@@ -314,7 +362,8 @@ def check_jvp(f, f_jvp, y, p=None, t=0.0, v=None, rng=0, eps=None, autograd_f=No
     """
     n_random = _n_points(random_points)
     t, y, p, v, gen, eps, tol, autograd_tol, value = _field_check_inputs(
-        f, "f_jvp", f_jvp, t, y, p, "v", v, rng, eps, tol, autograd_tol, autograd_f)
+        f, "f_jvp", f_jvp, t, y, p, "v", v, rng, eps, tol, autograd_tol, autograd_f
+    )
     probes = [(t, y, p, v, "")]
     for k, (tt, yy, pp) in enumerate(_probe_points(f, t, y, p, gen, n_random)):
         probes.append((tt, yy, pp, gen.standard_normal(y.size), f" at random point {k + 1}"))
@@ -324,9 +373,10 @@ def check_jvp(f, f_jvp, y, p=None, t=0.0, v=None, rng=0, eps=None, autograd_f=No
         f_jvp(tt, yy.copy(), pp.copy(), vv.copy(), jv)
         # Along v: step eps·max(1, |y|_inf) / |v|_inf.
         h = eps * max(1.0, float(np.max(np.abs(yy)))) / max(float(np.max(np.abs(vv))), 1e-300)
-        fd = (8.0 * (_call_rhs(f, tt, yy + h * vv, pp, y.size) - _call_rhs(f, tt, yy - h * vv, pp, y.size))
-              - (_call_rhs(f, tt, yy + 2 * h * vv, pp, y.size) - _call_rhs(f, tt, yy - 2 * h * vv, pp, y.size))
-              ) / (12.0 * h)
+        fd = (
+            8.0 * (_call_rhs(f, tt, yy + h * vv, pp, y.size) - _call_rhs(f, tt, yy - h * vv, pp, y.size))
+            - (_call_rhs(f, tt, yy + 2 * h * vv, pp, y.size) - _call_rhs(f, tt, yy - 2 * h * vv, pp, y.size))
+        ) / (12.0 * h)
         rows.append(("df/dy v", "finite differences" + where, *_rel(jv, fd), tol))
         if not where:
             out = jv
@@ -358,7 +408,7 @@ def _replayed_solve(f, tab, y0, p, sol):
     y = y0.copy()
     K = np.empty((s, n))
     K[0] = _call_rhs(f, float(sol.steps.t[0]), y, p, n) if len(sol.steps) else 0.0
-    for j, (t, h) in enumerate(zip(sol.steps.t, sol.steps.dt)):
+    for j, (t, h) in enumerate(zip(sol.steps.t, sol.steps.dt, strict=True)):
         Y = y
         for i in range(1, s):
             Y = y + h * (A[i, :i] @ K[:i])
@@ -371,10 +421,30 @@ def _replayed_solve(f, tab, y0, p, sol):
     return out
 
 
-def check_gradient(f, f_vjp, t_span, y0, p=None, loss=None, loss_grad=None, saveat=None, adjoint="discrete",
-                   rtol=1e-6, atol=1e-8, adjoint_rtol=None, adjoint_atol=None, reference="solve", fd_tol=1e-12,
-                   eps=None, tol=None, max_coords=None, rng=0, method="tsit5", budget=None,
-                   **solve_options) -> CheckReport:
+def check_gradient(
+    f,
+    f_vjp,
+    t_span,
+    y0,
+    p=None,
+    loss=None,
+    loss_grad=None,
+    saveat=None,
+    adjoint="discrete",
+    rtol=1e-6,
+    atol=1e-8,
+    adjoint_rtol=None,
+    adjoint_atol=None,
+    reference="solve",
+    fd_tol=1e-12,
+    eps=None,
+    tol=None,
+    max_coords=None,
+    rng=0,
+    method="tsit5",
+    budget=None,
+    **solve_options,
+) -> CheckReport:
     """Compare an adjoint's gradient of a loss on a solve with finite differences.
 
     The forward problem ``y' = f(t, y, p)``, ``y(t0) = y0`` is solved with ``solve_ode(..., rtol, atol,
@@ -413,15 +483,16 @@ def check_gradient(f, f_vjp, t_span, y0, p=None, loss=None, loss_grad=None, save
     if reference not in ("solve", "replay"):
         raise ValueError(f"reference must be 'solve' or 'replay', got {reference!r}")
     if reference == "replay" and adjoint != "discrete":
-        raise ValueError("reference='replay' is the discrete adjoint's reference; use reference='solve' for "
-                         f"the {adjoint} adjoint")
+        raise ValueError(
+            f"reference='replay' is the discrete adjoint's reference; use reference='solve' for the {adjoint} adjoint"
+        )
     rtol = check_positive("rtol", rtol)
     adjoint_rtol = rtol if adjoint_rtol is None else check_positive("adjoint_rtol", adjoint_rtol)
     adjoint_atol = atol if adjoint_atol is None else check_positive("adjoint_atol", adjoint_atol)
     fd_tol = check_positive("fd_tol", fd_tol)
     eps_replay = 1e-3 if eps is None else check_positive("eps", eps)
     eps = (1e-3 if reference == "replay" else 3e-4) if eps is None else eps_replay
-    tol = max(rtol, 1e-7) if tol is None else check_positive("tol", tol)   # 1e-7: the FD resolution floor
+    tol = max(rtol, 1e-7) if tol is None else check_positive("tol", tol)  # 1e-7: the FD resolution floor
     if budget is None:
         budget = 100.0 * max(rtol, adjoint_rtol if adjoint != "discrete" else rtol)
     budget = check_positive("budget", budget)
@@ -433,10 +504,11 @@ def check_gradient(f, f_vjp, t_span, y0, p=None, loss=None, loss_grad=None, save
     tab = get_tableau(method)
 
     def solve(y_init, params, r, a, record, ts):
-        return solve_ode(f, (t0, t1), y_init, params, method=tab, rtol=r, atol=a, saveat=ts,
-                         record_states=record, **solve_options)
+        return solve_ode(
+            f, (t0, t1), y_init, params, method=tab, rtol=r, atol=a, saveat=ts, record_states=record, **solve_options
+        )
 
-    check_user_function(f, "rhs", "f", t0, y0, p)   # one-line errors before anything compiled runs unguarded
+    check_user_function(f, "rhs", "f", t0, y0, p)  # one-line errors before anything compiled runs unguarded
     check_user_function(f_vjp, "vjp", "f_vjp", t0, y0, p)
     sol = solve(y0, p, rtol, atol, True, saveat)
     if not sol.success:
@@ -452,8 +524,10 @@ def check_gradient(f, f_vjp, t_span, y0, p=None, loss=None, loss_grad=None, save
         def loss_grad(ts, ys):
             return W
     elif loss is None or loss_grad is None:
-        raise ValueError("loss and loss_grad: give both (the value for the finite differences, the gradient "
-                         "for the adjoint) or neither")
+        raise ValueError(
+            "loss and loss_grad: give both (the value for the finite differences, the gradient "
+            "for the adjoint) or neither"
+        )
     else:
         _callable("loss", loss)
         _callable("loss_grad", loss_grad)
@@ -501,13 +575,27 @@ def check_gradient(f, f_vjp, t_span, y0, p=None, loss=None, loss_grad=None, save
         rows.append(("dL/dy0", ref_name, *_rel(res.grad_y0[cy], fd_y), budget))
         if p.size:
             rows.append(("dL/dp", ref_name, *_rel(res.grad_p[cp], fd_p), budget))
-    notes = [f"{adjoint} adjoint; forward {len(sol.steps)} steps at rtol={rtol:g}, atol={atol:g}; "
-             f"backward evaluations {res.nfe_backward}",
-             f"tolerance {tol:g}: the VJP checked exactly (discrete adjoint vs finite differences of the replayed "
-             f"steps)" + (f"; budget {budget:g}: the {adjoint} adjoint against the exact flow (it is accurate "
-                          f"only to O(rtol))" if reference == "solve" else "")]
+    notes = [
+        f"{adjoint} adjoint; forward {len(sol.steps)} steps at rtol={rtol:g}, atol={atol:g}; "
+        f"backward evaluations {res.nfe_backward}",
+        f"tolerance {tol:g}: the VJP checked exactly (discrete adjoint vs finite differences of the replayed "
+        f"steps)"
+        + (
+            f"; budget {budget:g}: the {adjoint} adjoint against the exact flow (it is accurate only to O(rtol))"
+            if reference == "solve"
+            else ""
+        ),
+    ]
     if cy.size < n or cp.size < p.size:
         notes.append(f"finite differences on {cy.size} of {n} y0 and {cp.size} of {p.size} p coordinates")
-    details = dict(grad_y0=res.grad_y0, grad_p=res.grad_p, fd_grad_y0=fd_y, fd_grad_p=fd_p, coords_y0=cy,
-                   coords_p=cp, adjoint_result=res, eps=eps)
+    details = dict(
+        grad_y0=res.grad_y0,
+        grad_p=res.grad_p,
+        fd_grad_y0=fd_y,
+        fd_grad_p=fd_p,
+        coords_y0=cy,
+        coords_p=cp,
+        adjoint_result=res,
+        eps=eps,
+    )
     return _finish(f"check_gradient ({adjoint})", rows, notes, details, y_names=("dL/dy0",), p_names=("dL/dp",))

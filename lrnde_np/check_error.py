@@ -21,11 +21,12 @@ Two checks say whether it does:
 Norms are Euclidean.  Both checks run the library's own kernels (the solve loop, ``error_vector``,
 ``error_estimate``, ``sri_step``), never a second copy of the arithmetic.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional
 
 import numpy as np
 from numba import njit
@@ -84,16 +85,28 @@ class ErrorEstimateReport:
     regularizer: np.ndarray
     slope: float
     slope_embedded: float
-    notes: List[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def __str__(self):
         headers = ("dt", "|y1-y*|", "|yhat1-y*|", "|err|", "ratio", "cosine", "E_est", "E_est*dt")
-        rows = zip(self.dt, self.true_error, self.true_error_embedded, self.error_vector_norm, self.ratio,
-                   self.cosine, self.error_estimate, self.regularizer)
-        notes = [f"slope of |y1-y*|: {self.slope:.2f} (order+1 = {self.order + 1}); slope of |yhat1-y*|: "
-                 f"{self.slope_embedded:.2f} (embedded order+1 = {self.error_order + 1})"] + self.notes
-        return _table(f"error estimate of one {self.method} step against DOP853 (rtol=atol=1e-13)", headers,
-                      rows, notes)
+        rows = zip(
+            self.dt,
+            self.true_error,
+            self.true_error_embedded,
+            self.error_vector_norm,
+            self.ratio,
+            self.cosine,
+            self.error_estimate,
+            self.regularizer,
+            strict=True,
+        )
+        notes = [
+            f"slope of |y1-y*|: {self.slope:.2f} (order+1 = {self.order + 1}); slope of |yhat1-y*|: "
+            f"{self.slope_embedded:.2f} (embedded order+1 = {self.error_order + 1})"
+        ] + self.notes
+        return _table(
+            f"error estimate of one {self.method} step against DOP853 (rtol=atol=1e-13)", headers, rows, notes
+        )
 
 
 def _python_rhs(f, p, n):
@@ -131,8 +144,9 @@ def _dts(dt, name):
     return dts
 
 
-def check_error_estimate(f, t, y, p=None, dt=None, method="tsit5", rtol=1e-6, atol=1e-6, fit_points=4,
-                         exact: Optional[Callable] = None) -> ErrorEstimateReport:
+def check_error_estimate(
+    f, t, y, p=None, dt=None, method="tsit5", rtol=1e-6, atol=1e-6, fit_points=4, exact: Callable | None = None
+) -> ErrorEstimateReport:
     """Compare the error estimate of one step of an adaptive tableau with the step's true local error.
 
     Parameters
@@ -155,7 +169,7 @@ def check_error_estimate(f, t, y, p=None, dt=None, method="tsit5", rtol=1e-6, at
     rtol_f, atol_arr = check_tolerances(rtol, atol, y.size, "y")
     if not isinstance(fit_points, int) or fit_points < 2:
         raise ValueError(f"fit_points must be an integer >= 2, got {fit_points!r}")
-    as_compiled(f, "rhs", "f")   # the same argument checks as solve_ode, before SciPy calls f
+    as_compiled(f, "rhs", "f")  # the same argument checks as solve_ode, before SciPy calls f
     if exact is None:
         from scipy.integrate import solve_ivp
 
@@ -170,8 +184,9 @@ def check_error_estimate(f, t, y, p=None, dt=None, method="tsit5", rtol=1e-6, at
     rows = {k: np.empty(dts.size) for k in ("prop", "emb", "err", "ratio", "cos", "E")}
     err = np.empty(y.size)
     for i, h in enumerate(dts):
-        sol = solve_ode(f, (t, t + h), y, p, method=tab, dt=abs(h), adaptive=False, record_states=True,
-                        rtol=rtol_f, atol=atol_arr)
+        sol = solve_ode(
+            f, (t, t + h), y, p, method=tab, dt=abs(h), adaptive=False, record_states=True, rtol=rtol_f, atol=atol_arr
+        )
         if not sol.success or sol.stats["accepted"] != 1:
             raise RuntimeError(f"one step of dt={h!r} did not complete: {sol.message}")
         K = np.ascontiguousarray(sol.steps.K[0])
@@ -197,13 +212,26 @@ def check_error_estimate(f, t, y, p=None, dt=None, method="tsit5", rtol=1e-6, at
         usable = usable[np.argsort(np.abs(dts[usable]))][:fit_points]
         slopes.append(_slope(np.abs(dts[usable]), errors[usable]) if usable.size >= 2 else float("nan"))
         if usable.size < fit_points:
-            notes.append(f"only {usable.size} dt values give a {name} error above round-off ({floor:.1e}); "
-                         "its slope rests on fewer points")
-    return ErrorEstimateReport(method=tab.name, order=tab.order, error_order=tab.error_order, dt=dts,
-                               true_error=rows["prop"], true_error_embedded=rows["emb"],
-                               error_vector_norm=rows["err"], ratio=rows["ratio"], cosine=rows["cos"],
-                               error_estimate=rows["E"], regularizer=rows["E"] * np.abs(dts),
-                               slope=slopes[0], slope_embedded=slopes[1], notes=notes)
+            notes.append(
+                f"only {usable.size} dt values give a {name} error above round-off ({floor:.1e}); "
+                "its slope rests on fewer points"
+            )
+    return ErrorEstimateReport(
+        method=tab.name,
+        order=tab.order,
+        error_order=tab.error_order,
+        dt=dts,
+        true_error=rows["prop"],
+        true_error_embedded=rows["emb"],
+        error_vector_norm=rows["err"],
+        ratio=rows["ratio"],
+        cosine=rows["cos"],
+        error_estimate=rows["E"],
+        regularizer=rows["E"] * np.abs(dts),
+        slope=slopes[0],
+        slope_embedded=slopes[1],
+        notes=notes,
+    )
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -211,15 +239,15 @@ def check_error_estimate(f, t, y, p=None, dt=None, method="tsit5", rtol=1e-6, at
 
 
 @njit(cache=True)
-def _sri_steps(f_addr, g_addr, M, V, delta, error_terms, t, h, x, p, dW, dZ, stride, rtol, atol, x_out, err_out,
-               E_out):
+def _sri_steps(f_addr, g_addr, M, V, delta, error_terms, t, h, x, p, dW, dZ, stride, rtol, atol, x_out, err_out, E_out):
     """One SRI step from (t, x) for each row of the noise arrays dW, dZ (samples × m)."""
     f = rhs_from(f_addr[0], f_addr[1])
     g = rhs_from(g_addr[0], g_addr[1])
     H0, H1, F, G, x_new, err = sri_workspace(V.shape[1], x.size)
     for r in range(dW.shape[0]):
-        E, _, _ = sri_step(f, g, M, V, delta, error_terms, t, h, x, p, dW[r], dZ[r], stride, rtol, atol, H0, H1,
-                           F, G, x_new, err)
+        E, _, _ = sri_step(
+            f, g, M, V, delta, error_terms, t, h, x, p, dW[r], dZ[r], stride, rtol, atol, H0, H1, F, G, x_new, err
+        )
         x_out[r] = x_new
         err_out[r] = err
         E_out[r] = E
@@ -250,17 +278,26 @@ class SDEErrorEstimateReport:
 
     def __str__(self):
         headers = ("dt", "rms |x1-x*|", "|mean x1-x*|", "rms |err|", "ratio", "mean E_est")
-        rows = zip(self.dt, self.ms_error, self.mean_error, self.ms_error_vector, self.ratio,
-                   self.mean_error_estimate)
-        notes = [f"{self.samples} Brownian increments per dt; slopes: rms error {self.slope_ms:.2f} (2 for strong "
-                 f"order 1.5), mean error {self.slope_mean:.2f} (2.5), rms error vector "
-                 f"{self.slope_error_vector:.2f}"]
-        return _table(f"error estimate of one {self.method} step against the exact solution", headers, rows,
-                      notes)
+        rows = zip(
+            self.dt,
+            self.ms_error,
+            self.mean_error,
+            self.ms_error_vector,
+            self.ratio,
+            self.mean_error_estimate,
+            strict=True,
+        )
+        notes = [
+            f"{self.samples} Brownian increments per dt; slopes: rms error {self.slope_ms:.2f} (2 for strong "
+            f"order 1.5), mean error {self.slope_mean:.2f} (2.5), rms error vector "
+            f"{self.slope_error_vector:.2f}"
+        ]
+        return _table(f"error estimate of one {self.method} step against the exact solution", headers, rows, notes)
 
 
-def check_sde_error_estimate(f, g, exact, t, x, p=None, dt=None, method="sosri", rtol=1e-2, atol=1e-2,
-                             samples=4000, noise="diagonal", rng=0) -> SDEErrorEstimateReport:
+def check_sde_error_estimate(
+    f, g, exact, t, x, p=None, dt=None, method="sosri", rtol=1e-2, atol=1e-2, samples=4000, noise="diagonal", rng=0
+) -> SDEErrorEstimateReport:
     """Compare one SRI step (and its error vector) with an exact solution on the same Brownian increments.
 
     ``exact(t, x, dt, dW) -> x(t + dt)`` gives the exact solution driven by the increment ``dW`` (shape (m,)),
@@ -307,8 +344,17 @@ def check_sde_error_estimate(f, g, exact, t, x, p=None, dt=None, method="sosri",
         out["mean"][i] = np.linalg.norm(d.mean(axis=0))
         out["msv"][i] = math.sqrt(np.sum(err * err, axis=1).mean())
         out["E"][i] = E.mean()
-    return SDEErrorEstimateReport(method=tab.name, samples=samples, dt=dts, ms_error=out["ms"],
-                                  mean_error=out["mean"], ms_error_vector=out["msv"],
-                                  ratio=out["msv"] / out["ms"], mean_error_estimate=out["E"],
-                                  standard_error=out["se"], slope_ms=_slope(dts, out["ms"]),
-                                  slope_mean=_slope(dts, out["mean"]), slope_error_vector=_slope(dts, out["msv"]))
+    return SDEErrorEstimateReport(
+        method=tab.name,
+        samples=samples,
+        dt=dts,
+        ms_error=out["ms"],
+        mean_error=out["mean"],
+        ms_error_vector=out["msv"],
+        ratio=out["msv"] / out["ms"],
+        mean_error_estimate=out["E"],
+        standard_error=out["se"],
+        slope_ms=_slope(dts, out["ms"]),
+        slope_mean=_slope(dts, out["mean"]),
+        slope_error_vector=_slope(dts, out["msv"]),
+    )

@@ -5,6 +5,7 @@ MNIST is read from a directory the caller names (nothing here assumes where it l
 the data, big-endian, row-major.  Files may be gzip-compressed (detected from their first bytes, not the
 name).  Every check failure raises a ValueError naming the file and what is wrong.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -15,10 +16,16 @@ import numpy as np
 from numba import njit
 
 # IDX type codes → big-endian numpy dtypes.
-IDX_TYPES = {0x08: np.dtype(">u1"), 0x09: np.dtype(">i1"), 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
-             0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
-IMAGES_MAGIC = 0x00000803   # unsigned bytes, 3 dimensions
-LABELS_MAGIC = 0x00000801   # unsigned bytes, 1 dimension
+IDX_TYPES = {
+    0x08: np.dtype(">u1"),
+    0x09: np.dtype(">i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
+LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -53,13 +60,14 @@ def read_idx(path, expected_magic=None) -> np.ndarray:
     dtype, ndim = IDX_TYPES[raw[2]], raw[3]
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise ValueError(f"{path}: header truncated (needs {header} bytes for {ndim} dimensions, file has "
-                         f"{len(raw)})")
-    shape = tuple(int.from_bytes(raw[4 + 4 * k: 8 + 4 * k], "big") for k in range(ndim))
+        raise ValueError(f"{path}: header truncated (needs {header} bytes for {ndim} dimensions, file has {len(raw)})")
+    shape = tuple(int.from_bytes(raw[4 + 4 * k : 8 + 4 * k], "big") for k in range(ndim))
     expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if len(raw) != expected:
-        raise ValueError(f"{path}: {len(raw)} bytes, but a {dtype.name} array of shape {shape} needs {expected} "
-                         f"({'truncated' if len(raw) < expected else 'trailing data'})")
+        raise ValueError(
+            f"{path}: {len(raw)} bytes, but a {dtype.name} array of shape {shape} needs {expected} "
+            f"({'truncated' if len(raw) < expected else 'trailing data'})"
+        )
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
 
 
@@ -93,8 +101,7 @@ def load_mnist(directory, split="test"):
     images = read_idx(images_path, IMAGES_MAGIC)
     labels = read_idx(labels_path, LABELS_MAGIC)
     if images.shape[0] != labels.shape[0]:
-        raise ValueError(f"{images_path} has {images.shape[0]} images but {labels_path} has {labels.shape[0]} "
-                         f"labels")
+        raise ValueError(f"{images_path} has {images.shape[0]} images but {labels_path} has {labels.shape[0]} labels")
     if images.shape[0] == 0:
         raise ValueError(f"{images_path}: no images")
     if labels.max() > 9:
@@ -145,8 +152,8 @@ def spiral_true_rhs(t, y, p, out):
 
 @dataclass(frozen=True)
 class SpiralData:
-    t: np.ndarray        # (n_points,)
-    y: np.ndarray        # (n_points, 2)
+    t: np.ndarray  # (n_points,)
+    y: np.ndarray  # (n_points, 2)
 
 
 def spiral_data(n_points=1000, t_end=25.0, y0=SPIRAL_Y0, A=SPIRAL_A, rtol=1e-10, atol=1e-12) -> SpiralData:
@@ -156,8 +163,15 @@ def spiral_data(n_points=1000, t_end=25.0, y0=SPIRAL_Y0, A=SPIRAL_A, rtol=1e-10,
     if isinstance(n_points, bool) or not isinstance(n_points, (int, np.integer)) or n_points < 2:
         raise ValueError(f"n_points must be an integer ≥ 2, got {n_points!r}")
     t = np.linspace(0.0, float(t_end), int(n_points))
-    sol = solve_ode(spiral_true_rhs, (0.0, float(t_end)), np.asarray(y0, dtype=np.float64),
-                    np.ascontiguousarray(np.asarray(A, dtype=np.float64).ravel()), rtol=rtol, atol=atol, saveat=t)
+    sol = solve_ode(
+        spiral_true_rhs,
+        (0.0, float(t_end)),
+        np.asarray(y0, dtype=np.float64),
+        np.ascontiguousarray(np.asarray(A, dtype=np.float64).ravel()),
+        rtol=rtol,
+        atol=atol,
+        saveat=t,
+    )
     if not sol.success:
         raise RuntimeError(f"spiral_data: the reference solve failed: {sol.message}")
     return SpiralData(t=t, y=sol.y)

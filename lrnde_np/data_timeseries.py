@@ -21,6 +21,7 @@ bins of ``resolution`` hours (default 1 h → 49 times, the paper's 49 save poin
 training split's).  A missing directory, an empty one, a bad header or a malformed row raises ValueError
 naming the file (and line).
 """
+
 from __future__ import annotations
 
 import glob
@@ -49,8 +50,10 @@ class TimeSeriesSet:
         self.values = np.asarray(self.values, dtype=np.float64)
         self.mask = np.asarray(self.mask, dtype=np.float64)
         if self.values.ndim != 3 or self.values.shape != self.mask.shape or self.values.shape[1] != self.t.size:
-            raise ValueError(f"values/mask: expected (N, {self.t.size}, D) arrays of one shape, got "
-                             f"{self.values.shape} and {self.mask.shape}")
+            raise ValueError(
+                f"values/mask: expected (N, {self.t.size}, D) arrays of one shape, got "
+                f"{self.values.shape} and {self.mask.shape}"
+            )
 
     def __len__(self):
         return self.values.shape[0]
@@ -61,8 +64,14 @@ class TimeSeriesSet:
 
     def subset(self, idx) -> TimeSeriesSet:
         idx = np.asarray(idx)
-        return TimeSeriesSet(self.t, self.values[idx], self.mask[idx],
-                             None if self.truth is None else self.truth[idx], self.names, dict(self.info))
+        return TimeSeriesSet(
+            self.t,
+            self.values[idx],
+            self.mask[idx],
+            None if self.truth is None else self.truth[idx],
+            self.names,
+            dict(self.info),
+        )
 
     def batch(self, idx, window=None):
         """(t_union, values, mask) of the series ``idx`` restricted to the times where at least one of them is
@@ -100,8 +109,18 @@ def spiral_base(n_total=1000, stop=6 * math.pi, a=0.0, b=0.3):
     return tau, cc, cw
 
 
-def spiral_timeseries(n_spirals=1000, n_obs=100, seed=0, n_window=100, n_extrap=100, n_total=1000,
-                      noise_std=0.3, stop=6 * math.pi, a=0.0, b=0.3) -> TimeSeriesSet:
+def spiral_timeseries(
+    n_spirals=1000,
+    n_obs=100,
+    seed=0,
+    n_window=100,
+    n_extrap=100,
+    n_total=1000,
+    noise_std=0.3,
+    stop=6 * math.pi,
+    a=0.0,
+    b=0.3,
+) -> TimeSeriesSet:
     """Chen's noisy spirals with ``n_obs`` irregular observations per series; see the module docstring.
 
     ``info['clockwise']`` marks the clockwise series, ``info['n_window']`` the observation window length.
@@ -115,32 +134,74 @@ def spiral_timeseries(n_spirals=1000, n_obs=100, seed=0, n_window=100, n_extrap=
         raise ValueError(f"n_obs: expected an int in 1…{n_window}, got {n_obs!r}")
     length = n_window + n_extrap
     if n_window + length > n_total:
-        raise ValueError(f"n_total: {n_total} base points cannot hold a start offset of {n_window} plus a window "
-                         f"of {length}")
+        raise ValueError(
+            f"n_total: {n_total} base points cannot hold a start offset of {n_window} plus a window of {length}"
+        )
     if not noise_std >= 0:
         raise ValueError(f"noise_std: expected a non-negative number, got {noise_std!r}")
     rng = np.random.default_rng(seed)
     tau, cc, cw = spiral_base(n_total, stop, a, b)
     clockwise = rng.permutation(np.arange(n_spirals) < n_spirals // 2)
     starts = rng.integers(n_window, n_total - length + 1, size=n_spirals)
-    truth = np.stack([(cw if clockwise[i] else cc)[starts[i]:starts[i] + length] for i in range(n_spirals)])
+    truth = np.stack([(cw if clockwise[i] else cc)[starts[i] : starts[i] + length] for i in range(n_spirals)])
     values = truth + noise_std * rng.standard_normal(truth.shape)
     mask = np.zeros_like(truth)
     for i in range(n_spirals):
         mask[i, rng.choice(n_window, n_obs, replace=False)] = 1.0
     t = tau[:length] - tau[0]
-    info = dict(clockwise=clockwise, starts=starts, n_window=int(n_window), n_obs=int(n_obs),
-                noise_std=float(noise_std), seed=int(seed))
+    info = dict(
+        clockwise=clockwise,
+        starts=starts,
+        n_window=int(n_window),
+        n_obs=int(n_obs),
+        noise_std=float(noise_std),
+        seed=int(seed),
+    )
     return TimeSeriesSet(t, values * mask, mask, truth, ("x", "y"), info)
 
 
 # ------------------------------------------------------------------------------------------------------------
 # PhysioNet 2012.
 
-PHYSIONET_VARIABLES = ("Albumin", "ALP", "ALT", "AST", "Bilirubin", "BUN", "Cholesterol", "Creatinine", "DiasABP",
-                       "FiO2", "GCS", "Glucose", "HCO3", "HCT", "HR", "K", "Lactate", "Mg", "MAP", "MechVent", "Na",
-                       "NIDiasABP", "NIMAP", "NISysABP", "PaCO2", "PaO2", "pH", "Platelets", "RespRate", "SaO2",
-                       "SysABP", "Temp", "TroponinI", "TroponinT", "Urine", "WBC", "Weight")
+PHYSIONET_VARIABLES = (
+    "Albumin",
+    "ALP",
+    "ALT",
+    "AST",
+    "Bilirubin",
+    "BUN",
+    "Cholesterol",
+    "Creatinine",
+    "DiasABP",
+    "FiO2",
+    "GCS",
+    "Glucose",
+    "HCO3",
+    "HCT",
+    "HR",
+    "K",
+    "Lactate",
+    "Mg",
+    "MAP",
+    "MechVent",
+    "Na",
+    "NIDiasABP",
+    "NIMAP",
+    "NISysABP",
+    "PaCO2",
+    "PaO2",
+    "pH",
+    "Platelets",
+    "RespRate",
+    "SaO2",
+    "SysABP",
+    "Temp",
+    "TroponinI",
+    "TroponinT",
+    "Urine",
+    "WBC",
+    "Weight",
+)
 PHYSIONET_DESCRIPTORS = ("RecordID", "Age", "Gender", "Height", "ICUType")
 PHYSIONET_HOURS = 48.0
 
@@ -170,8 +231,9 @@ def read_physionet_file(path):
     except UnicodeDecodeError as exc:
         raise ValueError(f"{path}: not a UTF-8 text file ({exc.reason})") from exc
     if not lines or [c.strip() for c in lines[0].split(",")] != ["Time", "Parameter", "Value"]:
-        raise ValueError(f"{path}, line 1: expected the header 'Time,Parameter,Value', got "
-                         f"{lines[0] if lines else ''!r}")
+        raise ValueError(
+            f"{path}, line 1: expected the header 'Time,Parameter,Value', got {lines[0] if lines else ''!r}"
+        )
     known = set(PHYSIONET_VARIABLES)
     rows = []
     for number, text in enumerate(lines[1:], start=2):
@@ -185,8 +247,7 @@ def read_physionet_file(path):
         try:
             value = float(cells[2])
         except ValueError:
-            raise ValueError(f"{path}, line {number}: value {cells[2].strip()!r} of {name!r} is not a number") \
-                from None
+            raise ValueError(f"{path}, line {number}: value {cells[2].strip()!r} of {name!r} is not a number") from None
         if not math.isfinite(value):
             raise ValueError(f"{path}, line {number}: value {cells[2].strip()!r} of {name!r} is not finite")
         if name in PHYSIONET_DESCRIPTORS or name == "":
@@ -210,14 +271,17 @@ def load_physionet(directory, resolution=1.0, stats=None, max_files=None) -> Tim
     """
     directory = os.fspath(directory)
     if not os.path.isdir(directory):
-        raise ValueError(f"data: {directory!r} is not a directory (expected PhysioNet 2012 patient files "
-                         f"'<RecordID>.txt', e.g. the challenge's set-a)")
+        raise ValueError(
+            f"data: {directory!r} is not a directory (expected PhysioNet 2012 patient files "
+            f"'<RecordID>.txt', e.g. the challenge's set-a)"
+        )
     files = sorted(glob.glob(os.path.join(directory, "*.txt")))
     if max_files is not None:
-        files = files[:int(max_files)]
+        files = files[: int(max_files)]
     if not files:
-        raise ValueError(f"data: no '*.txt' patient files in {directory!r} (expected the PhysioNet 2012 "
-                         f"challenge's set-a files)")
+        raise ValueError(
+            f"data: no '*.txt' patient files in {directory!r} (expected the PhysioNet 2012 challenge's set-a files)"
+        )
     if not (isinstance(resolution, (int, float)) and 0 < resolution <= PHYSIONET_HOURS):
         raise ValueError(f"resolution: expected hours in (0, {PHYSIONET_HOURS:g}], got {resolution!r}")
     n_bins = int(math.floor(PHYSIONET_HOURS / resolution + 1e-9)) + 1

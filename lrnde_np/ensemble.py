@@ -23,6 +23,7 @@ when it overflows.
 Nothing here imports ``numba.cuda``: ``backend="cuda"`` imports :mod:`lrnde_np.cuda.kernels` when called and
 raises :class:`CUDAUnavailableError` naming what is missing (numba-cuda, or a GPU and driver).
 """
+
 from __future__ import annotations
 
 import weakref
@@ -47,8 +48,15 @@ from .sde.step import pack_tableau
 from .sde.tableaus import get_sde_tableau
 from .tableaus import TSIT5, get_tableau
 
-__all__ = ["BACKENDS", "CUDAUnavailableError", "EnsembleSolution", "LocalRegEnsemble", "local_regularizer_ensemble",
-           "solve_ode_ensemble", "solve_sde_ensemble"]
+__all__ = [
+    "BACKENDS",
+    "CUDAUnavailableError",
+    "EnsembleSolution",
+    "LocalRegEnsemble",
+    "local_regularizer_ensemble",
+    "solve_ode_ensemble",
+    "solve_sde_ensemble",
+]
 
 BACKENDS = ("cpu", "cuda")
 
@@ -116,17 +124,59 @@ class LocalRegEnsemble:
 
 
 @njit(cache=True, parallel=True)
-def _ode_ensemble_cpu(f_addr, A, c, btilde, P, order, t0, t1, Y0, Pm, rtol, atol, saveat, ctrl, adaptive,
-                      max_steps, Y_save, status, stats, t_end):
+def _ode_ensemble_cpu(
+    f_addr,
+    A,
+    c,
+    btilde,
+    P,
+    order,
+    t0,
+    t1,
+    Y0,
+    Pm,
+    rtol,
+    atol,
+    saveat,
+    ctrl,
+    adaptive,
+    max_steps,
+    Y_save,
+    status,
+    stats,
+    t_end,
+):
     N, n = Y0.shape
     s = A.shape[0]
     for i in prange(N):
         f = rhs_from(f_addr[0], f_addr[1])
         row = np.int64(i) if Pm.shape[0] > 1 else np.int64(0)
-        st, nfe, acc, rej, te = ode_trajectory(f, A, c, btilde, P, order, t0, t1, Y0[i], Pm[row], rtol, atol,
-                                               saveat, ctrl, adaptive, max_steps, np.empty(n), np.empty(n),
-                                               np.empty((s, n)), np.empty(n), np.empty(n), np.empty(n),
-                                               np.empty(s), Y_save[i])
+        st, nfe, acc, rej, te = ode_trajectory(
+            f,
+            A,
+            c,
+            btilde,
+            P,
+            order,
+            t0,
+            t1,
+            Y0[i],
+            Pm[row],
+            rtol,
+            atol,
+            saveat,
+            ctrl,
+            adaptive,
+            max_steps,
+            np.empty(n),
+            np.empty(n),
+            np.empty((s, n)),
+            np.empty(n),
+            np.empty(n),
+            np.empty(n),
+            np.empty(s),
+            Y_save[i],
+        )
         status[i] = st
         stats[i, 0] = nfe
         stats[i, 1] = acc
@@ -135,8 +185,31 @@ def _ode_ensemble_cpu(f_addr, A, c, btilde, P, order, t0, t1, Y0, Pm, rtol, atol
 
 
 @njit(cache=True, parallel=True)
-def _local_reg_ensemble_cpu(f_addr, vjp_addr, A, c, btilde, si, sj, order, t_reg, t1, Z, Pm, rtol, atol, w_error,
-                            w_stiff, want_grad, through_k1, grad_z, grad_p, out, nfe, status):
+def _local_reg_ensemble_cpu(
+    f_addr,
+    vjp_addr,
+    A,
+    c,
+    btilde,
+    si,
+    sj,
+    order,
+    t_reg,
+    t1,
+    Z,
+    Pm,
+    rtol,
+    atol,
+    w_error,
+    w_stiff,
+    want_grad,
+    through_k1,
+    grad_z,
+    grad_p,
+    out,
+    nfe,
+    status,
+):
     N, n = Z.shape
     s = A.shape[0]
     n_p = Pm.shape[1]
@@ -145,10 +218,40 @@ def _local_reg_ensemble_cpu(f_addr, vjp_addr, A, c, btilde, si, sj, order, t_reg
         f_vjp = vjp_from(vjp_addr[0], vjp_addr[1])
         row = np.int64(i) if Pm.shape[0] > 1 else np.int64(0)
         st, R, E, S, h, ne = local_reg_trajectory(
-            f, f_vjp, A, c, btilde, si, sj, order, t_reg[i], t1[i], Z[i], Pm[row], rtol, atol, w_error, w_stiff,
-            want_grad, through_k1, np.empty((s, n)), np.empty((s, n)), np.empty((s, n)), np.empty(n), np.empty(n),
-            np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n),
-            np.empty(n_p), grad_z[i], grad_p[i])
+            f,
+            f_vjp,
+            A,
+            c,
+            btilde,
+            si,
+            sj,
+            order,
+            t_reg[i],
+            t1[i],
+            Z[i],
+            Pm[row],
+            rtol,
+            atol,
+            w_error,
+            w_stiff,
+            want_grad,
+            through_k1,
+            np.empty((s, n)),
+            np.empty((s, n)),
+            np.empty((s, n)),
+            np.empty(n),
+            np.empty(n),
+            np.empty(n),
+            np.empty(n),
+            np.empty(n),
+            np.empty(n),
+            np.empty(n),
+            np.empty(n),
+            np.empty(n),
+            np.empty(n_p),
+            grad_z[i],
+            grad_p[i],
+        )
         status[i] = st
         out[i, 0] = R
         out[i, 1] = E
@@ -158,8 +261,35 @@ def _local_reg_ensemble_cpu(f_addr, vjp_addr, A, c, btilde, si, sj, order, t_reg
 
 
 @njit(cache=True, parallel=True)
-def _sde_ensemble_cpu(f_addr, g_addr, M, V, delta, error_terms, order, t0, t1, X0, Pm, rtol, atol, saveat, stops,
-                      ctrl, adaptive, max_steps, stride, m, rng, cap1, cap2, X_save, status, stats, t_end):
+def _sde_ensemble_cpu(
+    f_addr,
+    g_addr,
+    M,
+    V,
+    delta,
+    error_terms,
+    order,
+    t0,
+    t1,
+    X0,
+    Pm,
+    rtol,
+    atol,
+    saveat,
+    stops,
+    ctrl,
+    adaptive,
+    max_steps,
+    stride,
+    m,
+    rng,
+    cap1,
+    cap2,
+    X_save,
+    status,
+    stats,
+    t_end,
+):
     N, n = X0.shape
     s = V.shape[1]
     w = 2 + 2 * m
@@ -168,11 +298,49 @@ def _sde_ensemble_cpu(f_addr, g_addr, M, V, delta, error_terms, order, t0, t1, X
         g = rhs_from(g_addr[0], g_addr[1])
         row = np.int64(i) if Pm.shape[0] > 1 else np.int64(0)
         st, nfe, nge, acc, rej, te = sde_trajectory(
-            f, g, M, V, delta, error_terms, order, t0, t1, X0[i], Pm[row], rtol, atol, saveat, stops, ctrl,
-            adaptive, max_steps, stride, m, rng[i], np.empty(n), np.empty((s, n)), np.empty((s, n)),
-            np.empty((s, n)), np.empty((s, n)), np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n),
-            np.empty(n), np.empty(n), np.empty(m), np.empty(m), np.empty((cap1, w)), np.empty((cap2, w)),
-            np.zeros(2, np.int64), np.empty(w), np.empty(w), np.empty(w), X_save[i])
+            f,
+            g,
+            M,
+            V,
+            delta,
+            error_terms,
+            order,
+            t0,
+            t1,
+            X0[i],
+            Pm[row],
+            rtol,
+            atol,
+            saveat,
+            stops,
+            ctrl,
+            adaptive,
+            max_steps,
+            stride,
+            m,
+            rng[i],
+            np.empty(n),
+            np.empty((s, n)),
+            np.empty((s, n)),
+            np.empty((s, n)),
+            np.empty((s, n)),
+            np.empty(n),
+            np.empty(n),
+            np.empty(n),
+            np.empty(n),
+            np.empty(n),
+            np.empty(n),
+            np.empty(n),
+            np.empty(m),
+            np.empty(m),
+            np.empty((cap1, w)),
+            np.empty((cap2, w)),
+            np.zeros(2, np.int64),
+            np.empty(w),
+            np.empty(w),
+            np.empty(w),
+            X_save[i],
+        )
         status[i] = st
         stats[i, 0] = nfe
         stats[i, 1] = nge
@@ -207,8 +375,9 @@ def _params(p, N):
         return check_array("p", a).reshape(1, -1)
     a = check_array("p", a, ndim=2)
     if a.shape[0] not in (1, N):
-        raise ValueError(f"p must be 1-D (shared by all trajectories) or have one row per trajectory ({N}, n_p), "
-                         f"got shape {a.shape}")
+        raise ValueError(
+            f"p must be 1-D (shared by all trajectories) or have one row per trajectory ({N}, n_p), got shape {a.shape}"
+        )
     return a
 
 
@@ -239,14 +408,17 @@ def _cpu_function(f, kind, argname):
         return as_compiled(f, kind, argname)
     if _is_cuda_function(f):
         if not _is_cuda_device_function(f):
-            raise TypeError(f"{argname} is a CUDA kernel; pass a device function (@cuda.jit(device=True)) or an "
-                            f"@njit function")
+            raise TypeError(
+                f"{argname} is a CUDA kernel; pass a device function (@cuda.jit(device=True)) or an @njit function"
+            )
         disp = _njit_of_device.get(f)
         if disp is None:
             disp = _njit_of_device[f] = njit(f.py_func)
         return as_compiled(disp, kind, argname)
-    raise TypeError(f"{argname} must be an @numba.njit function f(t, y, p, out) (or a CUDA device function) for an "
-                    f"ensemble; got {type(f).__name__} (plain Python functions are not run in parallel loops)")
+    raise TypeError(
+        f"{argname} must be an @numba.njit function f(t, y, p, out) (or a CUDA device function) for an "
+        f"ensemble; got {type(f).__name__} (plain Python functions are not run in parallel loops)"
+    )
 
 
 def _cuda_function(f, argname):
@@ -257,20 +429,38 @@ def _cuda_function(f, argname):
         return f
     if _is_cuda_function(f):
         if not _is_cuda_device_function(f):
-            raise TypeError(f"{argname} is a CUDA kernel (@cuda.jit without device=True); pass a device function "
-                            f"@cuda.jit(device=True) with the signature f(t, y, p, out)")
+            raise TypeError(
+                f"{argname} is a CUDA kernel (@cuda.jit without device=True); pass a device function "
+                f"@cuda.jit(device=True) with the signature f(t, y, p, out)"
+            )
         return f
-    raise TypeError(f"{argname} must be a CUDA device function (@cuda.jit(device=True)) or an @numba.njit function "
-                    f"for backend='cuda'; got {type(f).__name__}")
+    raise TypeError(
+        f"{argname} must be a CUDA device function (@cuda.jit(device=True)) or an @numba.njit function "
+        f"for backend='cuda'; got {type(f).__name__}"
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Public API
 
 
-def solve_ode_ensemble(f, t_span, y0, p=None, method="tsit5", rtol=1e-3, atol=1e-6, saveat=None, dt=None,
-                       adaptive=None, dtmin=None, dtmax=None, max_steps=100_000, controller=None,
-                       backend="cpu") -> EnsembleSolution:
+def solve_ode_ensemble(
+    f,
+    t_span,
+    y0,
+    p=None,
+    method="tsit5",
+    rtol=1e-3,
+    atol=1e-6,
+    saveat=None,
+    dt=None,
+    adaptive=None,
+    dtmin=None,
+    dtmax=None,
+    max_steps=100_000,
+    controller=None,
+    backend="cpu",
+) -> EnsembleSolution:
     """Solve y' = f(t, y, p) for every row of ``y0`` (N, n) with its own parameter row (``p`` (N, n_p)) or shared
     parameters (``p`` (n_p,)); trajectory i is ``solve_ode(f, t_span, y0[i], p[i], saveat=saveat, ...)``.
 
@@ -301,14 +491,56 @@ def solve_ode_ensemble(f, t_span, y0, p=None, method="tsit5", rtol=1e-3, atol=1e
     t_end = np.empty(N)
     if backend == "cpu":
         rhs = _checked(_cpu_function(f, "rhs", "f"), "rhs", "f", t0, Y0[0], Pm[0])
-        _ode_ensemble_cpu(rhs.addresses, tab.A, tab.c, tab.btilde, tab.P, tab.order, t0, t1, Y0, Pm, rtol, atol_arr,
-                          ts, ctrl, bool(adaptive), int(max_steps), Y_save, status, stats, t_end)
+        _ode_ensemble_cpu(
+            rhs.addresses,
+            tab.A,
+            tab.c,
+            tab.btilde,
+            tab.P,
+            tab.order,
+            t0,
+            t1,
+            Y0,
+            Pm,
+            rtol,
+            atol_arr,
+            ts,
+            ctrl,
+            bool(adaptive),
+            int(max_steps),
+            Y_save,
+            status,
+            stats,
+            t_end,
+        )
     else:
         dev = _cuda_function(f, "f")
-        cuda_kernels().ode_ensemble(dev, tab, t0, t1, Y0, Pm, rtol, atol_arr, ts, ctrl, bool(adaptive),
-                                    int(max_steps), Y_save, status, stats, t_end)
-    return EnsembleSolution(t=ts, y=Y_save, status=status, t_end=t_end,
-                            stats=dict(nfe=stats[:, 0], accepted=stats[:, 1], rejected=stats[:, 2]), backend=backend)
+        cuda_kernels().ode_ensemble(
+            dev,
+            tab,
+            t0,
+            t1,
+            Y0,
+            Pm,
+            rtol,
+            atol_arr,
+            ts,
+            ctrl,
+            bool(adaptive),
+            int(max_steps),
+            Y_save,
+            status,
+            stats,
+            t_end,
+        )
+    return EnsembleSolution(
+        t=ts,
+        y=Y_save,
+        status=status,
+        t_end=t_end,
+        stats=dict(nfe=stats[:, 0], accepted=stats[:, 1], rejected=stats[:, 2]),
+        backend=backend,
+    )
 
 
 def _rng_states(seed, seeds, N):
@@ -322,8 +554,9 @@ def _rng_states(seed, seeds, N):
     else:
         arr = np.asarray(seeds)
         if arr.shape != (N,) or arr.dtype.kind not in "iu":
-            raise ValueError(f"seeds must be {N} non-negative integers (one per path), got shape {arr.shape}, "
-                             f"dtype {arr.dtype}")
+            raise ValueError(
+                f"seeds must be {N} non-negative integers (one per path), got shape {arr.shape}, dtype {arr.dtype}"
+            )
         if arr.dtype.kind == "i" and np.any(arr < 0):
             raise ValueError("seeds must be non-negative")
         s = arr.astype(np.uint64)
@@ -340,9 +573,28 @@ def _rng_states(seed, seeds, N):
     return out
 
 
-def solve_sde_ensemble(f, g, t_span, x0, p=None, method="sosri", rtol=1e-2, atol=1e-2, saveat=None, seed=None,
-                       seeds=None, noise="diagonal", dt=None, adaptive=None, max_steps=100_000, dtmin=None,
-                       dtmax=None, controller=None, stack_size=64, backend="cpu") -> EnsembleSolution:
+def solve_sde_ensemble(
+    f,
+    g,
+    t_span,
+    x0,
+    p=None,
+    method="sosri",
+    rtol=1e-2,
+    atol=1e-2,
+    saveat=None,
+    seed=None,
+    seeds=None,
+    noise="diagonal",
+    dt=None,
+    adaptive=None,
+    max_steps=100_000,
+    dtmin=None,
+    dtmax=None,
+    controller=None,
+    stack_size=64,
+    backend="cpu",
+) -> EnsembleSolution:
     """Solve dX = f dt + g ⊙ dW for every row of ``x0`` (N, n); path i is
     ``solve_sde(f, g, t_span, x0[i], p[i], saveat=saveat, seed=seeds[i], ...)`` (``seed=s``: seeds s, s+1, …).
 
@@ -389,18 +641,75 @@ def solve_sde_ensemble(f, g, t_span, x0, p=None, method="sosri", rtol=1e-2, atol
     if backend == "cpu":
         fh = _checked(_cpu_function(f, "rhs", "f"), "rhs", "f", t0, X0[0], Pm[0])
         gh = _checked(_cpu_function(g, "rhs", "g"), "rhs", "g", t0, X0[0], Pm[0])
-        _sde_ensemble_cpu(fh.addresses, gh.addresses, M, V, delta, eterms, tab.order, t0, t1, X0, Pm, rtol, atol_arr,
-                          ts, stops, ctrl, bool(adaptive), int(max_steps), stride, m, rng, cap1, cap2, X_save, status,
-                          stats, t_end)
+        _sde_ensemble_cpu(
+            fh.addresses,
+            gh.addresses,
+            M,
+            V,
+            delta,
+            eterms,
+            tab.order,
+            t0,
+            t1,
+            X0,
+            Pm,
+            rtol,
+            atol_arr,
+            ts,
+            stops,
+            ctrl,
+            bool(adaptive),
+            int(max_steps),
+            stride,
+            m,
+            rng,
+            cap1,
+            cap2,
+            X_save,
+            status,
+            stats,
+            t_end,
+        )
     else:
         fd = _cuda_function(f, "f")
         gd = _cuda_function(g, "g")
-        cuda_kernels().sde_ensemble(fd, gd, M, V, delta, eterms, tab.order, t0, t1, X0, Pm, rtol, atol_arr, ts, stops,
-                                    ctrl, bool(adaptive), int(max_steps), stride, m, rng, cap1, cap2, X_save, status,
-                                    stats, t_end)
-    return EnsembleSolution(t=ts, y=X_save, status=status, t_end=t_end,
-                            stats=dict(nfe=stats[:, 0], nge=stats[:, 1], accepted=stats[:, 2], rejected=stats[:, 3]),
-                            backend=backend)
+        cuda_kernels().sde_ensemble(
+            fd,
+            gd,
+            M,
+            V,
+            delta,
+            eterms,
+            tab.order,
+            t0,
+            t1,
+            X0,
+            Pm,
+            rtol,
+            atol_arr,
+            ts,
+            stops,
+            ctrl,
+            bool(adaptive),
+            int(max_steps),
+            stride,
+            m,
+            rng,
+            cap1,
+            cap2,
+            X_save,
+            status,
+            stats,
+            t_end,
+        )
+    return EnsembleSolution(
+        t=ts,
+        y=X_save,
+        status=status,
+        t_end=t_end,
+        stats=dict(nfe=stats[:, 0], nge=stats[:, 1], accepted=stats[:, 2], rejected=stats[:, 3]),
+        backend=backend,
+    )
 
 
 def _times(name, x, N):
@@ -413,9 +722,22 @@ def _times(name, x, N):
     return a
 
 
-def local_regularizer_ensemble(f, f_vjp, t_reg, t1, z_reg, p, rtol, atol, heuristic="error", stiffness_weight=1.0,
-                               through_state=False, compute_grad=True, through_k1=False,
-                               backend="cpu") -> LocalRegEnsemble:
+def local_regularizer_ensemble(
+    f,
+    f_vjp,
+    t_reg,
+    t1,
+    z_reg,
+    p,
+    rtol,
+    atol,
+    heuristic="error",
+    stiffness_weight=1.0,
+    through_state=False,
+    compute_grad=True,
+    through_k1=False,
+    backend="cpu",
+) -> LocalRegEnsemble:
     """The local regularizer of every row of ``z_reg`` (N, n): row i is
     ``local_regularizer(f, f_vjp, t_reg[i], t1[i], z_reg[i], p[i], ...)`` (``t_reg``, ``t1``: numbers or (N,);
     ``p`` shared (n_p,) or (N, n_p)).  ``grad_p`` is (N, n_p) — with shared parameters still one gradient per
@@ -443,17 +765,69 @@ def local_regularizer_ensemble(f, f_vjp, t_reg, t1, z_reg, p, rtol, atol, heuris
     status = np.empty(N, np.int64)
     if backend == "cpu":
         rhs = _checked(_cpu_function(f, "rhs", "f"), "rhs", "f", t_reg[0], Z[0], Pm[0])
-        vjp_addr = (_checked(_cpu_function(f_vjp, "vjp", "f_vjp"), "vjp", "f_vjp", t_reg[0], Z[0], Pm[0]).addresses
-                    if compute_grad else (0, 0))
-        _local_reg_ensemble_cpu(rhs.addresses, vjp_addr, TSIT5.A, TSIT5.c, TSIT5.btilde, si, sj, TSIT5.order, t_reg,
-                                t1, Z, Pm, rtol, atol_arr, w_error, w_stiff, bool(compute_grad), through, grad_z,
-                                grad_p, out, nfe, status)
+        vjp_addr = (
+            _checked(_cpu_function(f_vjp, "vjp", "f_vjp"), "vjp", "f_vjp", t_reg[0], Z[0], Pm[0]).addresses
+            if compute_grad
+            else (0, 0)
+        )
+        _local_reg_ensemble_cpu(
+            rhs.addresses,
+            vjp_addr,
+            TSIT5.A,
+            TSIT5.c,
+            TSIT5.btilde,
+            si,
+            sj,
+            TSIT5.order,
+            t_reg,
+            t1,
+            Z,
+            Pm,
+            rtol,
+            atol_arr,
+            w_error,
+            w_stiff,
+            bool(compute_grad),
+            through,
+            grad_z,
+            grad_p,
+            out,
+            nfe,
+            status,
+        )
     else:
         fd = _cuda_function(f, "f")
         vd = _cuda_function(f_vjp, "f_vjp") if compute_grad else None
-        cuda_kernels().local_reg_ensemble(fd, vd, TSIT5, si, sj, t_reg, t1, Z, Pm, rtol, atol_arr, w_error, w_stiff,
-                                          bool(compute_grad), through, grad_z, grad_p, out, nfe, status)
-    return LocalRegEnsemble(value=out[:, 0], grad_p=grad_p if compute_grad else None,
-                            grad_z=grad_z if (compute_grad and through_state) else None, dt=out[:, 3],
-                            error_estimate=out[:, 1], stiffness_estimate=out[:, 2], nfe=nfe, status=status,
-                            backend=backend)
+        cuda_kernels().local_reg_ensemble(
+            fd,
+            vd,
+            TSIT5,
+            si,
+            sj,
+            t_reg,
+            t1,
+            Z,
+            Pm,
+            rtol,
+            atol_arr,
+            w_error,
+            w_stiff,
+            bool(compute_grad),
+            through,
+            grad_z,
+            grad_p,
+            out,
+            nfe,
+            status,
+        )
+    return LocalRegEnsemble(
+        value=out[:, 0],
+        grad_p=grad_p if compute_grad else None,
+        grad_z=grad_z if (compute_grad and through_state) else None,
+        dt=out[:, 3],
+        error_estimate=out[:, 1],
+        stiffness_estimate=out[:, 2],
+        nfe=nfe,
+        status=status,
+        backend=backend,
+    )

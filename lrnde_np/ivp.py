@@ -16,6 +16,7 @@ Differences from SciPy worth knowing:
 * Numba freezes global variables into the compiled code when ``fun`` is first compiled: pass anything that
   changes between calls through ``args``.
 """
+
 from __future__ import annotations
 
 import math
@@ -44,8 +45,7 @@ _SCIPY_IGNORED = ("jac", "jac_sparsity", "lband", "uband", "min_step")
 # The project's own extras.
 _EXTRA = ("max_steps", "dtmin", "controller", "jit")
 
-_SCIPY_MESSAGES = {0: "The solver successfully reached the end of the integration interval.",
-                   1: TERMINATED_MESSAGE}
+_SCIPY_MESSAGES = {0: "The solver successfully reached the end of the integration interval.", 1: TERMINATED_MESSAGE}
 
 
 class IVPCompileWarning(PythonRHSWarning):
@@ -125,21 +125,27 @@ class IVPSolution(OdeSolution):
         ts = np.ascontiguousarray(ts, dtype=np.float64)
         self.ts = ts
         self.n_segments = hs.size
-        self._data = (np.ascontiguousarray(P), np.ascontiguousarray(starts), np.ascontiguousarray(hs),
-                      np.ascontiguousarray(ys), np.ascontiguousarray(Ks), ts)
+        self._data = (
+            np.ascontiguousarray(P),
+            np.ascontiguousarray(starts),
+            np.ascontiguousarray(hs),
+            np.ascontiguousarray(ys),
+            np.ascontiguousarray(Ks),
+            ts,
+        )
         if ts[-1] >= ts[0]:
             self.t_min, self.t_max, self.ascending, self.side, self.ts_sorted = ts[0], ts[-1], True, "left", ts
         else:
-            self.t_min, self.t_max, self.ascending, self.side, self.ts_sorted = ts[-1], ts[0], False, "right", \
-                ts[::-1]
+            self.t_min, self.t_max, self.ascending, self.side, self.ts_sorted = ts[-1], ts[0], False, "right", ts[::-1]
         self._interpolants = None
 
     @property
     def interpolants(self):
         if self._interpolants is None:
             P, starts, hs, ys, Ks, ts = self._data
-            self._interpolants = [_StepInterpolant(ts[j], ts[j + 1], starts[j], hs[j], ys[j], Ks[j], P)
-                                  for j in range(self.n_segments)]
+            self._interpolants = [
+                _StepInterpolant(ts[j], ts[j + 1], starts[j], hs[j], ys[j], Ks[j], P) for j in range(self.n_segments)
+            ]
         return self._interpolants
 
     def _call_single(self, t):
@@ -169,7 +175,7 @@ def _arg_layout(args):
             layout.append(("b", off, 1, ()))
             off += 1
         elif isinstance(a, (int, np.integer)):
-            if abs(int(a)) > 2 ** 53:
+            if abs(int(a)) > 2**53:
                 return None
             layout.append(("i", off, 1, ()))
             off += 1
@@ -177,7 +183,7 @@ def _arg_layout(args):
             layout.append(("f", off, 1, ()))
             off += 1
         elif isinstance(a, np.ndarray) and a.ndim >= 1 and a.dtype.kind in "biuf" and a.size > 0:
-            if a.dtype.kind in "iu" and a.size and np.max(np.abs(a.astype(np.float64))) > 2 ** 53:
+            if a.dtype.kind in "iu" and a.size and np.max(np.abs(a.astype(np.float64))) > 2**53:
                 return None
             kind = {"b": "ab", "i": "ai", "u": "ai", "f": "af"}[a.dtype.kind]
             layout.append((kind, off, a.size, tuple(a.shape)))
@@ -192,7 +198,7 @@ def _pack(args, total):
     off = 0
     for a in args:
         if isinstance(a, np.ndarray):
-            p[off: off + a.size] = a.ravel()
+            p[off : off + a.size] = a.ravel()
             off += a.size
         else:
             p[off] = float(a)
@@ -225,11 +231,13 @@ def _wrapper_source(layout, vectorized):
             lines.append(f"    {name} = {src}")
     yarg = "y.reshape((y.size, 1))" if vectorized else "y"
     lines.append(f"    r = np.asarray(user({', '.join(['t', yarg] + names)}))")
-    lines += ["    k = 0",
-              "    for v in r.flat:",
-              "        if k < out.size:",
-              "            out[k] = v",
-              "        k += 1"]
+    lines += [
+        "    k = 0",
+        "    for v in r.flat:",
+        "        if k < out.size:",
+        "            out[k] = v",
+        "        k += 1",
+    ]
     return "\n".join(lines)
 
 
@@ -299,20 +307,33 @@ def _method(method):
         return method
     if isinstance(method, str):
         if method in _SCIPY_ONLY:
-            raise ValueError(f"method: {method!r} is a scipy.integrate.solve_ivp method that lrnde_np does not "
-                             f"implement; use one of {', '.join(METHODS)} or call scipy.integrate.solve_ivp")
+            raise ValueError(
+                f"method: {method!r} is a scipy.integrate.solve_ivp method that lrnde_np does not "
+                f"implement; use one of {', '.join(METHODS)} or call scipy.integrate.solve_ivp"
+            )
         name = _METHODS_LOWER.get(method.lower())
         if name is not None:
             return get_tableau(name)
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if isinstance(method, type):
-        raise TypeError(f"method: SciPy OdeSolver classes ({method.__name__}) are not supported; use one of "
-                        f"{', '.join(METHODS)}")
+        raise TypeError(
+            f"method: SciPy OdeSolver classes ({method.__name__}) are not supported; use one of {', '.join(METHODS)}"
+        )
     raise TypeError(f"method must be a string ({', '.join(METHODS)}), got {type(method).__name__}")
 
 
-def solve_ivp(fun, t_span, y0, method="Tsit5", t_eval=None, dense_output=False, events=None, vectorized=False,
-              args=None, **options):
+def solve_ivp(
+    fun,
+    t_span,
+    y0,
+    method="Tsit5",
+    t_eval=None,
+    dense_output=False,
+    events=None,
+    vectorized=False,
+    args=None,
+    **options,
+):
     """Solve y' = fun(t, y, *args), y(t0) = y0 on ``t_span``, with ``scipy.integrate.solve_ivp``'s interface.
 
     Parameters
@@ -367,8 +388,9 @@ def solve_ivp(fun, t_span, y0, method="Tsit5", t_eval=None, dense_output=False, 
         raise TypeError(f"solve_ivp got unexpected options {sorted(unknown)}")
     ignored = sorted(set(options) & set(_SCIPY_IGNORED))
     if ignored:
-        warnings.warn(f"The following arguments have no effect for a chosen solver: {', '.join(ignored)}.",
-                      stacklevel=2)
+        warnings.warn(
+            f"The following arguments have no effect for a chosen solver: {', '.join(ignored)}.", stacklevel=2
+        )
     rtol = options.get("rtol", 1e-3)
     atol = options.get("atol", 1e-6)
     first_step = options.get("first_step")
@@ -406,19 +428,26 @@ def solve_ivp(fun, t_span, y0, method="Tsit5", t_eval=None, dense_output=False, 
     if use_jit:
         packed = _arg_layout(args)
         if packed is None:
-            warnings.warn("args: some arguments cannot be passed to Numba-compiled code (only numbers and numeric "
-                          "arrays can); fun runs as plain Python, typically 100x slower.", IVPCompileWarning,
-                          stacklevel=2)
+            warnings.warn(
+                "args: some arguments cannot be passed to Numba-compiled code (only numbers and numeric "
+                "arrays can); fun runs as plain Python, typically 100x slower.",
+                IVPCompileWarning,
+                stacklevel=2,
+            )
         else:
             layout, total = packed
             compiled = _compiled_rhs(fun, layout, bool(vectorized))
             if isinstance(compiled, Exception):
                 first = str(compiled).strip().splitlines()
                 why = first[0] if first else type(compiled).__name__
-                warnings.warn(f"fun could not be compiled with Numba ({type(compiled).__name__}: {why}); it runs "
-                              f"as plain Python, typically 100x slower. Write it with NumPy operations on arrays "
-                              f"and numbers only (no Python objects, dicts or unsupported libraries) to get the "
-                              f"compiled path.", IVPCompileWarning, stacklevel=2)
+                warnings.warn(
+                    f"fun could not be compiled with Numba ({type(compiled).__name__}: {why}); it runs "
+                    f"as plain Python, typically 100x slower. Write it with NumPy operations on arrays "
+                    f"and numbers only (no Python objects, dicts or unsupported libraries) to get the "
+                    f"compiled path.",
+                    IVPCompileWarning,
+                    stacklevel=2,
+                )
             else:
                 handle = compiled
                 p = _pack(args, total)
@@ -431,9 +460,22 @@ def solve_ivp(fun, t_span, y0, method="Tsit5", t_eval=None, dense_output=False, 
     if t0 == tf:  # SciPy returns the single point twice-free: t = [t0]
         result = _empty_result(t0, y0, t_eval, dense_output, events)
         return result
-    sol = solve_ode(handle, (t0, tf), y0, p, method=tab, rtol=rtol, atol=atol, saveat=t_eval, dense=need_dense,
-                    dt=first_step, dtmax=max_step, dtmin=options.get("dtmin"),
-                    max_steps=options.get("max_steps", 100_000), controller=options.get("controller"))
+    sol = solve_ode(
+        handle,
+        (t0, tf),
+        y0,
+        p,
+        method=tab,
+        rtol=rtol,
+        atol=atol,
+        saveat=t_eval,
+        dense=need_dense,
+        dt=first_step,
+        dtmax=max_step,
+        dtmin=options.get("dtmin"),
+        max_steps=options.get("max_steps", 100_000),
+        controller=options.get("controller"),
+    )
     status = 0 if sol.success else -1
     message = _SCIPY_MESSAGES[0] if sol.success else sol.message
     t_out, y_out = sol.t, sol.y
@@ -442,8 +484,9 @@ def solve_ivp(fun, t_span, y0, method="Tsit5", t_eval=None, dense_output=False, 
     t_events = y_events = None
     if events is not None:
         ev_args = args
-        found = locate_events(events, tab.P, sol.steps.t, sol.steps.dt, sol.steps.y, sol.steps.K, step_ends(sol),
-                              ev_args)
+        found = locate_events(
+            events, tab.P, sol.steps.t, sol.steps.dt, sol.steps.y, sol.steps.K, step_ends(sol), ev_args
+        )
         t_events, y_events = found.t_events, found.y_events
         if found.terminated:
             status, message = 1, TERMINATED_MESSAGE
@@ -464,8 +507,19 @@ def solve_ivp(fun, t_span, y0, method="Tsit5", t_eval=None, dense_output=False, 
             ts_dense = np.append(t0, step_ends(sol)[:n_seg])
         st = sol.steps
         dense = IVPSolution(ts_dense, st.t[:n_seg], st.dt[:n_seg], st.y[:n_seg], st.K[:n_seg], tab.P)
-    return OdeResult(t=np.array(t_out), y=np.array(y_out.T), sol=dense, t_events=t_events, y_events=y_events,
-                     nfev=sol.stats["nfe"], njev=0, nlu=0, status=status, message=message, success=status >= 0)
+    return OdeResult(
+        t=np.array(t_out),
+        y=np.array(y_out.T),
+        sol=dense,
+        t_events=t_events,
+        y_events=y_events,
+        nfev=sol.stats["nfe"],
+        njev=0,
+        nlu=0,
+        status=status,
+        message=message,
+        success=status >= 0,
+    )
 
 
 def _empty_result(t0, y0, t_eval, dense_output, events):
@@ -477,8 +531,19 @@ def _empty_result(t0, y0, t_eval, dense_output, events):
     n_ev = 0 if events is None else (1 if callable(events) else len(events))
     t_events = None if events is None else [np.asarray([]) for _ in range(n_ev)]
     y_events = None if events is None else [np.asarray([]) for _ in range(n_ev)]
-    return OdeResult(t=t, y=y, sol=None, t_events=t_events, y_events=y_events, nfev=0, njev=0, nlu=0, status=0,
-                     message=_SCIPY_MESSAGES[0], success=True)
+    return OdeResult(
+        t=t,
+        y=y,
+        sol=None,
+        t_events=t_events,
+        y_events=y_events,
+        nfev=0,
+        njev=0,
+        nlu=0,
+        status=0,
+        message=_SCIPY_MESSAGES[0],
+        success=True,
+    )
 
 
 _ = TERMINATED  # re-exported for users comparing solve_ode statuses

@@ -13,6 +13,7 @@ the checkpoint up to ``INLINE_RECORDS`` iterations; past that they are appended 
 (:class:`RecordLog`), so a write costs O(new records), not O(all).  A truncated or corrupted checkpoint is a
 :class:`CheckpointError` naming the file.  :class:`RunLock` and :func:`check_writable` serve the CLI.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,21 @@ from .nn import Adam
 
 SCHEDULES = ("constant", "exponential")
 #: Per-iteration record fields (all floats in the arrays of ``TrainResult.records``).
-RECORD_FIELDS = ("iteration", "lam", "loss", "task_loss", "reg_value", "accuracy", "nfe_forward", "nfe_reg",
-                 "nfe_train", "nfe_backward", "t_reg", "step_time", "train_time")
+RECORD_FIELDS = (
+    "iteration",
+    "lam",
+    "loss",
+    "task_loss",
+    "reg_value",
+    "accuracy",
+    "nfe_forward",
+    "nfe_reg",
+    "nfe_train",
+    "nfe_backward",
+    "t_reg",
+    "step_time",
+    "train_time",
+)
 _CHECKPOINT_VERSION = 1
 
 
@@ -72,7 +86,7 @@ class TrainConfig:
     checkpoint: str | None = None
     checkpoint_every: int = 100
     checkpoint_seconds: float = 60.0
-    progress: bool | None = None     # None or True: on (see Progress); False: off
+    progress: bool | None = None  # None or True: on (see Progress); False: off
     label: str = ""
 
     def __post_init__(self):
@@ -86,8 +100,9 @@ class TrainConfig:
             raise ValueError(f"lam must be a non-negative number, got {self.lam!r}")
         if self.schedule == "exponential":
             if self.lam_end is None or not (math.isfinite(self.lam_end) and self.lam_end > 0):
-                raise ValueError(f"lam_end must be a positive number for the exponential schedule, got "
-                                 f"{self.lam_end!r}")
+                raise ValueError(
+                    f"lam_end must be a positive number for the exponential schedule, got {self.lam_end!r}"
+                )
             if self.lam == 0:
                 raise ValueError("lam must be positive for the exponential schedule")
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
@@ -100,18 +115,23 @@ class TrainConfig:
 
     def identity(self) -> dict:
         """The settings a checkpoint must agree with to be resumed."""
-        return dict(iters=int(self.iters), lr=float(self.lr), lam=float(self.lam),
-                    lam_end=None if self.lam_end is None else float(self.lam_end), schedule=self.schedule,
-                    seed=int(self.seed))
+        return dict(
+            iters=int(self.iters),
+            lr=float(self.lr),
+            lam=float(self.lam),
+            lam_end=None if self.lam_end is None else float(self.lam_end),
+            schedule=self.schedule,
+            seed=int(self.seed),
+        )
 
 
 @dataclass
 class TrainResult:
     params: np.ndarray
-    records: dict                     # field name -> np.ndarray, one entry per iteration
-    train_time: float                 # seconds spent in training iterations (checkpoint I/O excluded)
+    records: dict  # field name -> np.ndarray, one entry per iteration
+    train_time: float  # seconds spent in training iterations (checkpoint I/O excluded)
     optimizer: Adam
-    resumed_from: int = 0             # iterations loaded from a checkpoint
+    resumed_from: int = 0  # iterations loaded from a checkpoint
     meta: dict = field(default_factory=dict)
 
 
@@ -125,8 +145,9 @@ def make_generators(seed):
 
 
 def _meta(task, regularization, config):
-    return dict(version=_CHECKPOINT_VERSION, task=task.config(), regularization=asdict(regularization),
-                train=config.identity())
+    return dict(
+        version=_CHECKPOINT_VERSION, task=task.config(), regularization=asdict(regularization), train=config.identity()
+    )
 
 
 #: Up to this many records a checkpoint holds them itself (one binary array per field, rewritten each time);
@@ -165,7 +186,7 @@ class RecordLog:
         n = len(records[RECORD_FIELDS[0]])
         if n <= self.written:
             return
-        rows = np.column_stack([np.asarray(records[k][self.written:n], dtype=np.float64) for k in RECORD_FIELDS])
+        rows = np.column_stack([np.asarray(records[k][self.written : n], dtype=np.float64) for k in RECORD_FIELDS])
         with open(self.path, "ab") as fh:
             fh.write(np.ascontiguousarray(rows).tobytes())
             fh.flush()
@@ -185,7 +206,9 @@ def save_checkpoint(path, params, optimizer, generators, iteration, records, tra
     state = optimizer.state_dict()
     arrays = dict(
         params=params,
-        adam_m=state["m"], adam_v=state["v"], adam_step_count=np.int64(state["step_count"]),
+        adam_m=state["m"],
+        adam_v=state["v"],
+        adam_step_count=np.int64(state["step_count"]),
         adam_hyper=np.array([state["lr"], state["beta1"], state["beta2"], state["eps"]]),
         rng_states=np.array(json.dumps([g.bit_generator.state for g in generators])),
         iteration=np.int64(iteration),
@@ -216,27 +239,47 @@ def load_checkpoint(path):
     try:
         with np.load(path, allow_pickle=False) as data:
             ck = {k: data[k] for k in data.files}
-    except Exception as exc:   # noqa: BLE001 - OSError, BadZipFile, EOFError, zlib.error, ValueError ...
-        kind = "cannot read" if isinstance(exc, OSError) and not os.path.isfile(path) else \
-            "cannot read: the file is truncated or corrupted"
-        raise CheckpointError(f"checkpoint {path!r}: {kind} ({type(exc).__name__}: {exc}); remove it, or start "
-                              f"without resuming") from exc
-    needed = {"params", "adam_m", "adam_v", "adam_step_count", "adam_hyper", "rng_states", "iteration",
-              "train_time", "meta"}
+    except Exception as exc:  # noqa: BLE001 - OSError, BadZipFile, EOFError, zlib.error, ValueError ...
+        kind = (
+            "cannot read"
+            if isinstance(exc, OSError) and not os.path.isfile(path)
+            else "cannot read: the file is truncated or corrupted"
+        )
+        raise CheckpointError(
+            f"checkpoint {path!r}: {kind} ({type(exc).__name__}: {exc}); remove it, or start without resuming"
+        ) from exc
+    needed = {
+        "params",
+        "adam_m",
+        "adam_v",
+        "adam_step_count",
+        "adam_hyper",
+        "rng_states",
+        "iteration",
+        "train_time",
+        "meta",
+    }
     if not needed <= set(ck):
         raise CheckpointError(f"checkpoint {path!r}: missing {sorted(needed - set(ck))}")
     try:
         lr, beta1, beta2, eps = (float(v) for v in ck["adam_hyper"])
         if "n_records" in ck:
             records = _read_record_log(path, int(ck["n_records"]))
-        elif "records" in ck:   # the first format: JSON
+        elif "records" in ck:  # the first format: JSON
             records = {k: list(v) for k, v in json.loads(str(ck["records"])).items()}
         else:
             records = {k[5:]: ck[k].tolist() for k in ck if k.startswith("rec__")}
         return dict(
             params=np.array(ck["params"], dtype=np.float64),
-            optimizer=dict(lr=lr, beta1=beta1, beta2=beta2, eps=eps, step_count=int(ck["adam_step_count"]),
-                           m=ck["adam_m"], v=ck["adam_v"]),
+            optimizer=dict(
+                lr=lr,
+                beta1=beta1,
+                beta2=beta2,
+                eps=eps,
+                step_count=int(ck["adam_step_count"]),
+                m=ck["adam_m"],
+                v=ck["adam_v"],
+            ),
             rng_states=json.loads(str(ck["rng_states"])),
             iteration=int(ck["iteration"]),
             train_time=float(ck["train_time"]),
@@ -246,7 +289,7 @@ def load_checkpoint(path):
         )
     except CheckpointError:
         raise
-    except Exception as exc:   # noqa: BLE001 - malformed contents
+    except Exception as exc:  # noqa: BLE001 - malformed contents
         raise CheckpointError(f"checkpoint {path!r}: corrupted contents ({type(exc).__name__}: {exc})") from exc
 
 
@@ -258,19 +301,23 @@ def _read_record_log(path, n):
     except OSError as exc:
         raise CheckpointError(f"checkpoint {path!r}: its records file {side!r} cannot be read ({exc})") from exc
     if raw.size != n * width:
-        raise CheckpointError(f"checkpoint {path!r}: its records file {side!r} holds {raw.size // width} of the "
-                              f"{n} records the checkpoint counts (truncated)")
+        raise CheckpointError(
+            f"checkpoint {path!r}: its records file {side!r} holds {raw.size // width} of the "
+            f"{n} records the checkpoint counts (truncated)"
+        )
     rows = raw.reshape(n, width)
     return {k: rows[:, i].tolist() for i, k in enumerate(RECORD_FIELDS)}
 
 
 def _check_resumable(path, saved_meta, meta):
-    expected = json.loads(json.dumps(meta, sort_keys=True))   # the form the checkpoint stores
+    expected = json.loads(json.dumps(meta, sort_keys=True))  # the form the checkpoint stores
     if saved_meta == expected:
         return
     differ = sorted(k for k in set(saved_meta) | set(expected) if saved_meta.get(k) != expected.get(k))
-    raise CheckpointError(f"checkpoint {path!r} was written by a different configuration (differs in {differ}); "
-                     f"use another checkpoint path or resume=False to start over")
+    raise CheckpointError(
+        f"checkpoint {path!r} was written by a different configuration (differs in {differ}); "
+        f"use another checkpoint path or resume=False to start over"
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -283,7 +330,7 @@ class Progress:
 
     def __init__(self, total, label="", stream=None, enabled=True, initial=0):
         self.total = total
-        self.initial = initial          # iterations done before (a resumed run): not counted in the rate
+        self.initial = initial  # iterations done before (a resumed run): not counted in the rate
         self.label = f"[{label}] " if label else ""
         self.stream = sys.stderr if stream is None else stream
         self.enabled = enabled
@@ -297,9 +344,11 @@ class Progress:
             return
         now = time.perf_counter()
         done = iteration + 1
-        line = (f"{self.label}iter {done}/{self.total}  loss {record['loss']:.4g}  "
-                f"nfe {record['nfe_train']:.0f}+{record['nfe_backward']:.0f}  "
-                f"{(done - self.initial) / max(now - self.start, 1e-9):.1f} it/s")
+        line = (
+            f"{self.label}iter {done}/{self.total}  loss {record['loss']:.4g}  "
+            f"nfe {record['nfe_train']:.0f}+{record['nfe_backward']:.0f}  "
+            f"{(done - self.initial) / max(now - self.start, 1e-9):.1f} it/s"
+        )
         if not math.isnan(record["accuracy"]):
             line += f"  acc {record['accuracy']:.3f}"
         if self.tty:
@@ -321,8 +370,14 @@ class Progress:
 # ----------------------------------------------------------------------------------------------------------
 
 
-def train(task, regularization: Regularization, config: TrainConfig, resume=True,
-          callback: Callable | None = None, stream=None) -> TrainResult:
+def train(
+    task,
+    regularization: Regularization,
+    config: TrainConfig,
+    resume=True,
+    callback: Callable | None = None,
+    stream=None,
+) -> TrainResult:
     """Train ``task`` (a :class:`~lrnde_np.models.SpiralTask`, :class:`~lrnde_np.models.MNISTTask` or
     anything with ``config``, ``init_params``, ``sample_batch`` and ``step``) with Adam.
 
@@ -346,23 +401,24 @@ def train(task, regularization: Regularization, config: TrainConfig, resume=True
         _check_resumable(config.checkpoint, ck["meta"], meta)
         params = ck["params"]
         optimizer.load_state_dict(ck["optimizer"])
-        for g, state in zip((init_rng, batch_rng, reg_rng), ck["rng_states"]):
+        for g, state in zip((init_rng, batch_rng, reg_rng), ck["rng_states"], strict=True):
             g.bit_generator.state = state
         start_iter, train_time = ck["iteration"], ck["train_time"]
         records = {k: list(ck["records"].get(k, [])) for k in RECORD_FIELDS}
     generators = (init_rng, batch_rng, reg_rng)
-    log = None   # the records' side file, once the run is past INLINE_RECORDS
+    log = None  # the records' side file, once the run is past INLINE_RECORDS
     if config.checkpoint:
         side = RecordLog(config.checkpoint)
-        if records_in_log:          # resumed from a checkpoint whose records live in the side file
+        if records_in_log:  # resumed from a checkpoint whose records live in the side file
             side.resume(len(records["iteration"]))
             log = side
         elif os.path.exists(side.path):
-            side.resume(0)          # a stale side file of an earlier run with this checkpoint path
+            side.resume(0)  # a stale side file of an earlier run with this checkpoint path
 
     show = config.progress if config.progress is not None else True
-    progress = Progress(config.iters, config.label, stream, enabled=show and start_iter < config.iters,
-                        initial=start_iter)
+    progress = Progress(
+        config.iters, config.label, stream, enabled=show and start_iter < config.iters, initial=start_iter
+    )
     last_save_iter, last_save_time = start_iter, train_time
     try:
         for it in range(start_iter, config.iters):
@@ -378,28 +434,48 @@ def train(task, regularization: Regularization, config: TrainConfig, resume=True
             optimizer.step(params, out.grad)
             step_time = time.perf_counter() - t_start
             train_time += step_time
-            record = dict(iteration=it, lam=lam, loss=out.loss, task_loss=out.task_loss, reg_value=out.reg_value,
-                          accuracy=out.accuracy, nfe_forward=out.nfe_forward, nfe_reg=out.nfe_reg,
-                          nfe_train=out.nfe_forward + out.nfe_reg, nfe_backward=out.nfe_backward, t_reg=out.t_reg,
-                          step_time=step_time, train_time=train_time)
+            record = dict(
+                iteration=it,
+                lam=lam,
+                loss=out.loss,
+                task_loss=out.task_loss,
+                reg_value=out.reg_value,
+                accuracy=out.accuracy,
+                nfe_forward=out.nfe_forward,
+                nfe_reg=out.nfe_reg,
+                nfe_train=out.nfe_forward + out.nfe_reg,
+                nfe_backward=out.nfe_backward,
+                t_reg=out.t_reg,
+                step_time=step_time,
+                train_time=train_time,
+            )
             for k in RECORD_FIELDS:
                 records[k].append(float(record[k]))
             progress.update(it, record)
             done = it + 1
-            if config.checkpoint and (done - last_save_iter >= config.checkpoint_every
-                                      or train_time - last_save_time >= config.checkpoint_seconds
-                                      or done == config.iters):
+            if config.checkpoint and (
+                done - last_save_iter >= config.checkpoint_every
+                or train_time - last_save_time >= config.checkpoint_seconds
+                or done == config.iters
+            ):
                 if log is None and len(records["iteration"]) > INLINE_RECORDS:
-                    log = RecordLog(config.checkpoint)   # from now on O(new records) per write
-                save_checkpoint(config.checkpoint, params, optimizer, generators, done, records, train_time, meta,
-                                log=log)
+                    log = RecordLog(config.checkpoint)  # from now on O(new records) per write
+                save_checkpoint(
+                    config.checkpoint, params, optimizer, generators, done, records, train_time, meta, log=log
+                )
                 last_save_iter, last_save_time = done, train_time
             if callback is not None:
                 callback(it, record)
     finally:
         progress.close()
-    return TrainResult(params=params, records={k: np.array(v) for k, v in records.items()}, train_time=train_time,
-                       optimizer=optimizer, resumed_from=start_iter, meta=meta)
+    return TrainResult(
+        params=params,
+        records={k: np.array(v) for k, v in records.items()},
+        train_time=train_time,
+        optimizer=optimizer,
+        resumed_from=start_iter,
+        meta=meta,
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -433,7 +509,7 @@ class RunLock:
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             import fcntl
-        except ImportError:   # pragma: no cover - Windows
+        except ImportError:  # pragma: no cover - Windows
             return self
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -444,8 +520,10 @@ class RunLock:
                 holder = "?"
             os.close(self.fd)
             self.fd = None
-            raise RunLocked(f"{directory} is in use by another lrnde run (pid {holder}; lock file {self.path}); "
-                            f"wait for it to finish or choose another output location") from None
+            raise RunLocked(
+                f"{directory} is in use by another lrnde run (pid {holder}; lock file {self.path}); "
+                f"wait for it to finish or choose another output location"
+            ) from None
         os.ftruncate(self.fd, 0)
         os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
         return self
@@ -457,11 +535,11 @@ class RunLock:
             os.remove(self.path)
         except OSError:
             pass
-        os.close(self.fd)   # closing drops the flock
+        os.close(self.fd)  # closing drops the flock
         self.fd = None
         if self.created_dir:
             try:
-                os.rmdir(self.created_dir)   # only when empty
+                os.rmdir(self.created_dir)  # only when empty
             except OSError:
                 pass
 

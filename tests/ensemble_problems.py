@@ -1,5 +1,6 @@
 """Problems and per-trajectory oracles shared by tests/test_ensemble.py (CPU ensemble) and tests/test_cuda_sim.py
 (the CUDA kernels in the simulator): every ensemble row must be what the one-trajectory solver computes."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -67,9 +68,13 @@ def ode_mismatches(ens, f, t_span, Y0, P, **kw):
         counts = (sol.stats["nfe"], sol.stats["accepted"], sol.stats["rejected"])
         mine = (int(ens.stats["nfe"][i]), int(ens.stats["accepted"][i]), int(ens.stats["rejected"][i]))
         y = ens.y[i, : sol.y.shape[0]]
-        rest = ens.y[i, sol.y.shape[0]:]
-        if (sol.status != ens.status[i] or counts != mine or not np.all(np.isnan(rest))
-                or not np.allclose(y, sol.y, rtol=1e-12, atol=1e-300)):
+        rest = ens.y[i, sol.y.shape[0] :]
+        if (
+            sol.status != ens.status[i]
+            or counts != mine
+            or not np.all(np.isnan(rest))
+            or not np.allclose(y, sol.y, rtol=1e-12, atol=1e-300)
+        ):
             bad.append((i, sol.status, int(ens.status[i]), counts, mine))
     return bad
 
@@ -82,8 +87,12 @@ def sde_mismatches(ens, f, g, t_span, X0, P, seeds, **kw):
         counts = tuple(sol.stats[k] for k in ("nfe", "nge", "accepted", "rejected"))
         mine = tuple(int(ens.stats[k][i]) for k in ("nfe", "nge", "accepted", "rejected"))
         x = ens.y[i, : sol.x.shape[0]]
-        if (sol.status != ens.status[i] or counts != mine or sol.t_end != ens.t_end[i]
-                or not np.allclose(x, sol.x, rtol=1e-12, atol=1e-300)):
+        if (
+            sol.status != ens.status[i]
+            or counts != mine
+            or sol.t_end != ens.t_end[i]
+            or not np.allclose(x, sol.x, rtol=1e-12, atol=1e-300)
+        ):
             bad.append((i, sol.status, int(ens.status[i]), counts, mine))
     return bad
 
@@ -93,9 +102,13 @@ def reg_mismatches(ens, f, f_vjp, t_reg, t1, Z, P, rtol, atol, **kw):
     bad = []
     for i in range(Z.shape[0]):
         r = local_regularizer(f, f_vjp, t_reg[i], t1, Z[i], _row(P, i), rtol, atol, **kw)
-        ok = (np.isclose(r.value, ens.value[i], rtol=1e-12, atol=0) and r.dt == ens.dt[i] and r.nfe == ens.nfe[i]
-              and np.isclose(r.error_estimate, ens.error_estimate[i], rtol=1e-12, atol=0)
-              and np.isclose(r.stiffness_estimate, ens.stiffness_estimate[i], rtol=1e-12, atol=0))
+        ok = (
+            np.isclose(r.value, ens.value[i], rtol=1e-12, atol=0)
+            and r.dt == ens.dt[i]
+            and r.nfe == ens.nfe[i]
+            and np.isclose(r.error_estimate, ens.error_estimate[i], rtol=1e-12, atol=0)
+            and np.isclose(r.stiffness_estimate, ens.stiffness_estimate[i], rtol=1e-12, atol=0)
+        )
         if r.grad_p is not None:
             ok = ok and np.allclose(r.grad_p, ens.grad_p[i], rtol=1e-12, atol=1e-300)
         elif ens.grad_p is not None:

@@ -1,10 +1,17 @@
 """Synthetic IDX files for the data, training and CLI tests, written independently of lrnde_np's reader."""
+
 import gzip
 
 import numpy as np
 
-TYPE_CODES = {np.dtype("u1"): 0x08, np.dtype("i1"): 0x09, np.dtype("i2"): 0x0B, np.dtype("i4"): 0x0C,
-              np.dtype("f4"): 0x0D, np.dtype("f8"): 0x0E}
+TYPE_CODES = {
+    np.dtype("u1"): 0x08,
+    np.dtype("i1"): 0x09,
+    np.dtype("i2"): 0x0B,
+    np.dtype("i4"): 0x0C,
+    np.dtype("f4"): 0x0D,
+    np.dtype("f8"): 0x0E,
+}
 
 
 def idx_bytes(array, type_code=None, dims=None):

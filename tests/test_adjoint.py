@@ -11,6 +11,7 @@
   when the forward and the adjoint solves use the same rtol = atol, and it converges — at rtol 1e-8 it is at
   least 50 times smaller than at rtol 1e-5 (a 1000x tolerance decrease).
 """
+
 import tracemalloc
 
 import autograd
@@ -23,13 +24,13 @@ from numba import njit
 from scipy.linalg import expm, expm_frechet
 
 from lrnde_np import solve_ode
-from lrnde_np.adjoint import (backsolve_adjoint, discrete_adjoint, interpolating_adjoint, quadrature_adjoint)
+from lrnde_np.adjoint import backsolve_adjoint, discrete_adjoint, interpolating_adjoint, quadrature_adjoint
 from lrnde_np.nn import MLP
 from lrnde_np.nn.reference import reference_forward
 from lrnde_np.tableaus import get_tableau
 
-FD_ACTIVATIONS = ["tanh", "softplus", "swish", "identity"]   # smooth: finite differences apply
-ALL_ACTIVATIONS = FD_ACTIVATIONS + ["relu"]                    # relu (kinks): checked against autograd only
+FD_ACTIVATIONS = ["tanh", "softplus", "swish", "identity"]  # smooth: finite differences apply
+ALL_ACTIVATIONS = FD_ACTIVATIONS + ["relu"]  # relu (kinks): checked against autograd only
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -57,7 +58,7 @@ def replay(f, tab, y0, p, step_t, step_dt, save_step, save_theta, xp=np, rtol=No
     E, S = [], []
     y = y0
     k1 = None
-    for j, (t, h) in enumerate(zip(step_t, step_dt)):
+    for j, (t, h) in enumerate(zip(step_t, step_dt, strict=True)):
         K = [f(t, y, p) if k1 is None else k1]
         Y = [y]
         for i in range(1, s):
@@ -217,8 +218,9 @@ def test_discrete_adjoint_of_global_regularizer_matches_replayed_finite_differen
     p = 1.5 * mlp.init_params(rng)
     y0 = rng.normal(size=4)
     rtol, atol = 1e-5, 1e-7
-    sol = solve_ode(mlp.rhs, (0.0, 2.0), y0, p, method=method, rtol=rtol, atol=atol,
-                    saveat=[0.3, 1.1, 2.0], record_states=True)
+    sol = solve_ode(
+        mlp.rhs, (0.0, 2.0), y0, p, method=method, rtol=rtol, atol=atol, saveat=[0.3, 1.1, 2.0], record_states=True
+    )
     W = rng.normal(size=sol.y.shape)
     f = compiled_field(mlp)
     abs_dt = np.abs(sol.steps.dt)
@@ -226,27 +228,30 @@ def test_discrete_adjoint_of_global_regularizer_matches_replayed_finite_differen
     atol_arr = np.full(y0.size, atol)
 
     def loss(y_init, params):
-        saved, E, S = replay(f, tab, y_init, params, sol.steps.t, sol.steps.dt, sol.save_step, sol.save_theta,
-                             rtol=rtol, atol=atol_arr)
+        saved, E, S = replay(
+            f, tab, y_init, params, sol.steps.t, sol.steps.dt, sol.save_step, sol.save_theta, rtol=rtol, atol=atol_arr
+        )
         return float(np.sum(W * saved) + np.sum(abs_dt * (np.array(E) + w_stiff * np.array(S))))
 
-    _, E, S = replay(f, tab, y0, p, sol.steps.t, sol.steps.dt, sol.save_step, sol.save_theta, rtol=rtol,
-                     atol=atol_arr)
+    _, E, S = replay(f, tab, y0, p, sol.steps.t, sol.steps.dt, sol.save_step, sol.save_theta, rtol=rtol, atol=atol_arr)
     assert rel_err(E, sol.steps.error_estimate) < 1e-8
     if w_stiff:
         assert rel_err(S, sol.steps.stiffness_estimate) < 1e-8
-    res = discrete_adjoint(sol, mlp.vjp, grad_y=W, grad_error=abs_dt,
-                           grad_stiffness=w_stiff * abs_dt if w_stiff else None)
+    res = discrete_adjoint(
+        sol, mlp.vjp, grad_y=W, grad_error=abs_dt, grad_stiffness=w_stiff * abs_dt if w_stiff else None
+    )
     plain = discrete_adjoint(sol, mlp.vjp, grad_y=W)
-    assert rel_err(res.grad_p, plain.grad_p) > 1e-4     # the regularizer's cotangents matter
+    assert rel_err(res.grad_p, plain.grad_p) > 1e-4  # the regularizer's cotangents matter
     for i in range(y0.size):
         e = np.eye(y0.size)[i]
-        assert fd4(lambda y: loss(y, p), y0, e, 1e-4) == pytest.approx(res.grad_y0[i], rel=1e-5,
-                                                                       abs=1e-7 * np.linalg.norm(res.grad_y0))
+        assert fd4(lambda y: loss(y, p), y0, e, 1e-4) == pytest.approx(
+            res.grad_y0[i], rel=1e-5, abs=1e-7 * np.linalg.norm(res.grad_y0)
+        )
     for v in rng.normal(size=(3, p.size)):
         v /= np.linalg.norm(v)
-        assert fd4(lambda q: loss(y0, q), p, v, 1e-4) == pytest.approx(res.grad_p @ v, rel=1e-5,
-                                                                       abs=1e-7 * np.linalg.norm(res.grad_p))
+        assert fd4(lambda q: loss(y0, q), p, v, 1e-4) == pytest.approx(
+            res.grad_p @ v, rel=1e-5, abs=1e-7 * np.linalg.norm(res.grad_p)
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -277,8 +282,8 @@ def linear_vjp(t, y, p, a, out_y, out_p):
             out_p[i * n + j] = a[i] * y[j]
 
 
-C_RTOL = 100.0     # continuous adjoints: ‖error‖ ≤ C·rtol (relative), forward and backward at rtol = atol
-TIGHT = 1e-12      # the forward solves differentiated for the reference gradients
+C_RTOL = 100.0  # continuous adjoints: ‖error‖ ≤ C·rtol (relative), forward and backward at rtol = atol
+TIGHT = 1e-12  # the forward solves differentiated for the reference gradients
 CONVERGENCE = 50.0  # error(rtol 1e-5) / error(rtol 1e-8) at least this
 
 CONTINUOUS = {
@@ -301,8 +306,7 @@ class Problem:
         self._sols = {}
 
     def solve(self, y0, p, rtol, record=False):
-        return solve_ode(self.f, self.t_span, y0, p, rtol=rtol, atol=rtol, saveat=self.saveat,
-                         record_states=record)
+        return solve_ode(self.f, self.t_span, y0, p, rtol=rtol, atol=rtol, saveat=self.saveat, record_states=record)
 
     def fd_gradient(self, h):
         """Fourth-order central differences, coordinate by coordinate, of the loss of a tight solve."""
@@ -336,8 +340,9 @@ def linear_problem(t_span):
     t0 = t_span[0]
     saveat = np.linspace(*t_span, 6)
     W = rng.normal(size=(saveat.size, n))
-    pb = Problem(linear_rhs, linear_vjp, t_span, y0, A.ravel().copy(), saveat,
-                 lambda Y: float(np.sum(W * Y)), lambda Y: W)
+    pb = Problem(
+        linear_rhs, linear_vjp, t_span, y0, A.ravel().copy(), saveat, lambda Y: float(np.sum(W * Y)), lambda Y: W
+    )
     # Exact: y(t) = expm(A (t - t0)) y0, dL/dy0 = Σ_k expm(A τ_k)ᵀ W_k, dL/dA_ij = Σ_k W_k·L(Aτ_k, E_ij τ_k) y0.
     g_y0 = sum(expm(A * (tk - t0)).T @ W[k] for k, tk in enumerate(saveat))
     g_A = np.zeros((n, n))
@@ -345,8 +350,10 @@ def linear_problem(t_span):
         for j in range(n):
             E = np.zeros((n, n))
             E[i, j] = 1.0
-            g_A[i, j] = sum(W[k] @ (expm_frechet(A * (tk - t0), E * (tk - t0), compute_expm=False) @ y0)
-                            for k, tk in enumerate(saveat))
+            g_A[i, j] = sum(
+                W[k] @ (expm_frechet(A * (tk - t0), E * (tk - t0), compute_expm=False) @ y0)
+                for k, tk in enumerate(saveat)
+            )
     pb.reference = np.concatenate([g_y0, g_A.ravel()])
     return pb
 
@@ -357,8 +364,16 @@ def mlp_problem(t_span):
     p = mlp.init_params(7)
     saveat = np.linspace(*t_span, 7)
     target = np.cos(saveat)[:, None] * np.array([1.0, 0.5])
-    pb = Problem(mlp.rhs, mlp.vjp, t_span, np.array([2.0, 0.0]), p, saveat,
-                 lambda Y: 0.5 * float(np.sum((Y - target) ** 2)), lambda Y: Y - target)
+    pb = Problem(
+        mlp.rhs,
+        mlp.vjp,
+        t_span,
+        np.array([2.0, 0.0]),
+        p,
+        saveat,
+        lambda Y: 0.5 * float(np.sum((Y - target) ** 2)),
+        lambda Y: Y - target,
+    )
     # h = 3e-4: the cube input makes the truncation error of h = 1e-3 visible (~1e-7); the rounding and
     # step-selection noise of the 1e-12 solve stays near 1e-9 relative at this h.
     pb.reference = pb.fd_gradient(3e-4)
@@ -372,12 +387,12 @@ def problems():
 
 def test_reference_gradients_are_accurate(problems):
     lin = problems["linear"]
-    assert rel_err(lin.fd_gradient(1e-3), lin.reference) < 1e-9       # FD of a tight solve vs expm
+    assert rel_err(lin.fd_gradient(1e-3), lin.reference) < 1e-9  # FD of a tight solve vs expm
     mlp = problems["mlp"]
     tight = mlp.forward(TIGHT)
     d = discrete_adjoint(tight, mlp.vjp, mlp.loss_grad(tight.y))
     assert rel_err(np.concatenate([d.grad_y0, d.grad_p]), mlp.reference) < 1e-8
-    for pb in problems.values():       # the losses include save points inside steps (dense output)
+    for pb in problems.values():  # the losses include save points inside steps (dense output)
         th = pb.forward(1e-5).save_theta
         assert np.any((th > 0.0) & (th < 1.0))
 
@@ -470,10 +485,12 @@ def test_adjoints_reject_a_failed_forward_solve(small):
     sol = solve_ode(mlp.rhs, (0.0, 10.0), y0, p, rtol=1e-10, max_steps=3, record_states=True)
     assert not sol.success
     g = np.ones_like(sol.y)
-    for call in (lambda: discrete_adjoint(sol, mlp.vjp, g),
-                 lambda: backsolve_adjoint(mlp.rhs, mlp.vjp, sol, g),
-                 lambda: interpolating_adjoint(mlp.vjp, sol, g),
-                 lambda: quadrature_adjoint(mlp.vjp, sol, g)):
+    for call in (
+        lambda: discrete_adjoint(sol, mlp.vjp, g),
+        lambda: backsolve_adjoint(mlp.rhs, mlp.vjp, sol, g),
+        lambda: interpolating_adjoint(mlp.vjp, sol, g),
+        lambda: quadrature_adjoint(mlp.vjp, sol, g),
+    ):
         with pytest.raises(ValueError, match="succeed"):
             call()
 
@@ -526,15 +543,16 @@ def test_backsolve_memory_is_flat_in_the_number_of_steps_and_discrete_records_gr
     y0, p = np.array([1.0, 0.0]), np.array([2.0])
     sols = {}
     for T in (5.0, 60.0):
-        sols[T] = solve_ode(oscillator, (0.0, T), y0, p, rtol=1e-6, atol=1e-6, saveat=[0.0, T],
-                            record_states=True)
+        sols[T] = solve_ode(oscillator, (0.0, T), y0, p, rtol=1e-6, atol=1e-6, saveat=[0.0, T], record_states=True)
         g = np.ones_like(sols[T].y)
-        backsolve_adjoint(oscillator, oscillator_vjp, sols[T], g)       # warm-up (compilation, caches)
+        backsolve_adjoint(oscillator, oscillator_vjp, sols[T], g)  # warm-up (compilation, caches)
         discrete_adjoint(sols[T], oscillator_vjp, g)
     n_short, n_long = len(sols[5.0].steps), len(sols[60.0].steps)
     assert n_long >= 10 * n_short
-    peaks = {T: _peak(lambda: backsolve_adjoint(oscillator, oscillator_vjp, sol, np.ones_like(sol.y)))
-             for T, sol in sols.items()}
+    peaks = {
+        T: _peak(lambda: backsolve_adjoint(oscillator, oscillator_vjp, sol, np.ones_like(sol.y)))
+        for T, sol in sols.items()
+    }
     assert peaks[60.0] <= 1.2 * peaks[5.0], peaks
     # Discrete adjoint: what it needs is O(n_steps) — per step t, dt, E, S, the state and s stage vectors.
     s, n = sols[5.0].method.n_stages, y0.size
@@ -544,8 +562,7 @@ def test_backsolve_memory_is_flat_in_the_number_of_steps_and_discrete_records_gr
         recorded = sum(a.nbytes for a in (st_.t, st_.dt, st_.error_estimate, st_.stiffness_estimate, st_.y, st_.K))
         assert recorded == per_step * len(st_) + 8 * n
     # Its own sweep on top of the records is O(1) as well.
-    d_peaks = {T: _peak(lambda: discrete_adjoint(sol, oscillator_vjp, np.ones_like(sol.y)))
-               for T, sol in sols.items()}
+    d_peaks = {T: _peak(lambda: discrete_adjoint(sol, oscillator_vjp, np.ones_like(sol.y))) for T, sol in sols.items()}
     assert d_peaks[60.0] <= 1.2 * d_peaks[5.0], d_peaks
 
 

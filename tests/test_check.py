@@ -1,4 +1,5 @@
 """lrnde_np.check: the derivative checkers pass right derivatives and catch wrong ones."""
+
 import autograd.numpy as anp
 import numpy as np
 import pytest
@@ -7,7 +8,6 @@ from numba import njit
 from lrnde_np.check import CheckReport, check_gradient, check_jvp, check_vjp
 from lrnde_np.nn import MLP
 from lrnde_np.nn.reference import reference_forward
-
 
 # A small hand-written field: f(y) = [p0 y1, -p1 sin(y0) + p2 y1²]
 
@@ -93,8 +93,8 @@ def test_check_vjp_detects_a_wrong_vjp(wrong, block):
 
 def test_check_vjp_detects_a_vjp_that_accumulates_instead_of_overwriting():
     rep = check_vjp(field, field_vjp_accumulating, Y, P)
-    assert rep.max_rel_error_y < 1e-9 and rep.max_rel_error_p < 1e-9   # the values are right...
-    assert not rep.passed and "overwrite" in str(rep)                     # ...the contract is not
+    assert rep.max_rel_error_y < 1e-9 and rep.max_rel_error_p < 1e-9  # the values are right...
+    assert not rep.passed and "overwrite" in str(rep)  # ...the contract is not
 
 
 def test_check_vjp_on_an_mlp_with_its_numpy_twin():
@@ -138,17 +138,35 @@ def test_check_gradient_of_a_solve():
     assert check_gradient(field, field_vjp, (0.0, 1.7), y0, P, adjoint="interpolating").passed
     # a user loss with its gradient; a backwards span
     target = np.array([[0.1, 0.0], [0.3, -0.2], [0.0, 0.4]])
-    rep = check_gradient(field, field_vjp, (1.7, 0.0), y0, P, saveat=[1.5, 0.6, 0.0], adjoint="backsolve",
-                         loss=lambda t, y: 0.5 * float(np.sum((y - target) ** 2)),
-                         loss_grad=lambda t, y: y - target)
+    rep = check_gradient(
+        field,
+        field_vjp,
+        (1.7, 0.0),
+        y0,
+        P,
+        saveat=[1.5, 0.6, 0.0],
+        adjoint="backsolve",
+        loss=lambda t, y: 0.5 * float(np.sum((y - target) ** 2)),
+        loss_grad=lambda t, y: y - target,
+    )
     assert rep.passed, str(rep)
 
 
-@pytest.mark.parametrize("adjoint,reference", [("discrete", "replay"), ("discrete", "solve"),
-                                               ("backsolve", "solve"), ("quadrature", "solve")])
+@pytest.mark.parametrize(
+    "adjoint,reference",
+    [("discrete", "replay"), ("discrete", "solve"), ("backsolve", "solve"), ("quadrature", "solve")],
+)
 def test_check_gradient_detects_a_wrong_vjp(adjoint, reference):
-    rep = check_gradient(field, field_vjp_wrong_p, (0.0, 1.7), np.array([0.5, 0.2]), P, saveat=[0.4, 1.7],
-                         adjoint=adjoint, reference=reference)
+    rep = check_gradient(
+        field,
+        field_vjp_wrong_p,
+        (0.0, 1.7),
+        np.array([0.5, 0.2]),
+        P,
+        saveat=[0.4, 1.7],
+        adjoint=adjoint,
+        reference=reference,
+    )
     assert not rep.passed and rep.max_rel_error_p > 1e-3 and "FAILED" in str(rep)
 
 
@@ -187,8 +205,9 @@ def test_checks_reject_bad_input():
     with pytest.raises(ValueError, match="loss"):
         check_gradient(field, field_vjp, (0.0, 1.0), y0, P, loss=lambda t, y: 0.0)
     with pytest.raises(ValueError, match="loss_grad"):
-        check_gradient(field, field_vjp, (0.0, 1.0), y0, P, saveat=[1.0], loss=lambda t, y: 0.0,
-                       loss_grad=lambda t, y: np.zeros(3))
+        check_gradient(
+            field, field_vjp, (0.0, 1.0), y0, P, saveat=[1.0], loss=lambda t, y: 0.0, loss_grad=lambda t, y: np.zeros(3)
+        )
     with pytest.raises(ValueError, match="adjoint_rtol"):
         check_gradient(field, field_vjp, (0.0, 1.0), y0, P, adjoint="backsolve", adjoint_rtol=0.0)
     with pytest.raises(ValueError, match="forward solve"):

@@ -5,6 +5,7 @@ err is the true local error of the embedded solution to leading order (ratio →
 the true errors decay at the tableaus' orders, and that the local regularizer's value is E_est·|dt| of a step
 checked this way.
 """
+
 import math
 
 import numpy as np
@@ -88,8 +89,15 @@ def test_backwards_steps_and_custom_exact_solution():
         out[0] = -p[0] * y[0]
 
     dts = -0.1 * 2.0 ** -np.arange(5)
-    report = check_error_estimate(decay, 1.0, np.array([2.0]), np.array([0.7]), dt=dts, method="bs3",
-                                  exact=lambda t0, y0, h: y0 * math.exp(-0.7 * h))
+    report = check_error_estimate(
+        decay,
+        1.0,
+        np.array([2.0]),
+        np.array([0.7]),
+        dt=dts,
+        method="bs3",
+        exact=lambda t0, y0, h: y0 * math.exp(-0.7 * h),
+    )
     assert report.slope == pytest.approx(4.0, abs=0.3) and report.slope_embedded == pytest.approx(3.0, abs=0.3)
     # |ratio − 1| = O(h): it halves with the step
     gap = np.abs(report.ratio - 1.0)
@@ -131,19 +139,37 @@ def test_sri_one_step_errors_in_distribution(method):
     mu, sigma = 1.5, 0.5
 
     def exact(t, x, h, dW):
-        return x * np.exp((mu - 0.5 * sigma ** 2) * h + sigma * dW)
+        return x * np.exp((mu - 0.5 * sigma**2) * h + sigma * dW)
 
-    report = check_sde_error_estimate(gbm_drift, gbm_diffusion, exact, 0.0, np.array([1.0, 0.5]),
-                                      np.array([mu, sigma]), method=method, samples=3000, rng=7)
+    report = check_sde_error_estimate(
+        gbm_drift,
+        gbm_diffusion,
+        exact,
+        0.0,
+        np.array([1.0, 0.5]),
+        np.array([mu, sigma]),
+        method=method,
+        samples=3000,
+        rng=7,
+    )
     # strong order 1.5: local mean-square error O(h²)
     assert report.slope_ms == pytest.approx(2.0, abs=0.3)
-    assert np.all(report.standard_error < 0.2 * report.ms_error ** 2)   # the estimates are well resolved
+    assert np.all(report.standard_error < 0.2 * report.ms_error**2)  # the estimates are well resolved
     # the finding: StochasticDiffEq's SRI error vector (δ·E1 + E2) is a first-order size heuristic, not an
     # estimate of the local error (E1 = h Σ f(H0_i) is O(h)); it overestimates by a factor growing like 1/h
     assert report.slope_error_vector == pytest.approx(1.0, abs=0.3)
     assert np.all(np.diff(report.ratio) > 0) and report.ratio[-1] > 10
     # seeded: the same seed, the same report
-    again = check_sde_error_estimate(gbm_drift, gbm_diffusion, exact, 0.0, np.array([1.0, 0.5]),
-                                     np.array([mu, sigma]), method=method, samples=3000, rng=7)
+    again = check_sde_error_estimate(
+        gbm_drift,
+        gbm_diffusion,
+        exact,
+        0.0,
+        np.array([1.0, 0.5]),
+        np.array([mu, sigma]),
+        method=method,
+        samples=3000,
+        rng=7,
+    )
     np.testing.assert_array_equal(report.ms_error, again.ms_error)
     assert "strong" in str(report)

@@ -1,6 +1,7 @@
 """The ``lrnde`` command line, run in-process on tiny budgets: ``compare`` (spiral and a synthetic MNIST),
 its outputs and ``--resume``, ``train``, ``solve``, ``validate``, and the usage errors.
 """
+
 import csv
 import json
 import math
@@ -8,14 +9,25 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-
 from idx_files import mnist_files
+
 from lrnde_np import cli
 from lrnde_np.experiments import common
 from lrnde_np.training import load_checkpoint
 
-SPIRAL_HEADER = ["Method", "Test Loss", "Train Loss", "Train Time (s)", "Pred Time (s/batch)", "Test NFE",
-                 "NFE ratio", "Pred speed-up", "Train time ratio", "Train NFE/iter", "Backward NFE/iter"]
+SPIRAL_HEADER = [
+    "Method",
+    "Test Loss",
+    "Train Loss",
+    "Train Time (s)",
+    "Pred Time (s/batch)",
+    "Test NFE",
+    "NFE ratio",
+    "Pred speed-up",
+    "Train time ratio",
+    "Train NFE/iter",
+    "Backward NFE/iter",
+]
 TINY = ["--task", "spiral", "--hidden", "8", "--no-plot"]
 TIMING_FIELDS = {"step_time", "train_time"}
 
@@ -40,10 +52,10 @@ def test_compare_spiral_writes_the_table(tmp_path, capsys):
         rows = list(csv.reader(fh))
     assert rows[0] == SPIRAL_HEADER
     assert [r[0] for r in rows[1:]] == ["Vanilla NODE", "Local Unbiased ERNODE"]
-    vanilla = dict(zip(rows[0], rows[1]))
+    vanilla = dict(zip(rows[0], rows[1], strict=True))
     assert vanilla["NFE ratio"] == "1" and vanilla["Train time ratio"] == "1"
     for row in rows[1:]:
-        values = dict(zip(rows[0], row))
+        values = dict(zip(rows[0], row, strict=True))
         for col in SPIRAL_HEADER[1:]:
             assert math.isfinite(float(values[col])) and float(values[col]) > 0, (col, values[col])
     data = json.loads((tmp_path / "results.json").read_text())
@@ -62,7 +74,7 @@ def test_compare_spiral_writes_the_table(tmp_path, capsys):
     assert "| " + " | ".join(SPIRAL_HEADER) + " |" in md
     assert md.count("| Vanilla NODE |") == 1 and md.count("| Local Unbiased ERNODE |") == 1
     assert "task: spiral; seed 0; 5 iterations" in md
-    assert not (tmp_path / "curves.png").exists()                  # --no-plot
+    assert not (tmp_path / "curves.png").exists()  # --no-plot
 
 
 class Interrupt(Exception):
@@ -84,6 +96,7 @@ def test_compare_resume_continues_an_interrupted_run(tmp_path, capsys, monkeypat
         def stop(it, record):
             if it == 4:
                 raise Interrupt
+
         return real_train(task, reg, replace(cfg, checkpoint_every=2), resume=resume, callback=stop)
 
     def spy(task, reg, cfg, resume=True, callback=None, stream=None):
@@ -120,9 +133,27 @@ def test_compare_mnist_on_synthetic_data(tmp_path, capsys):
     data.mkdir()
     rng = np.random.default_rng(3)
     mnist_files(data, rng.integers(0, 256, (50, 6, 6)), rng.integers(0, 10, 50))
-    argv = ["compare", "--task", "mnist", "--data", str(data), "--n-train", "30", "--hidden", "4",
-            "--batch-size", "10", "--iters", "2", "--methods", "vanilla,global,local-biased", "--out",
-            str(tmp_path / "out"), "--no-plot", "--quiet"]
+    argv = [
+        "compare",
+        "--task",
+        "mnist",
+        "--data",
+        str(data),
+        "--n-train",
+        "30",
+        "--hidden",
+        "4",
+        "--batch-size",
+        "10",
+        "--iters",
+        "2",
+        "--methods",
+        "vanilla,global,local-biased",
+        "--out",
+        str(tmp_path / "out"),
+        "--no-plot",
+        "--quiet",
+    ]
     assert cli.main(argv) == 0
     with open(tmp_path / "out" / "table.csv", newline="") as fh:
         rows = list(csv.reader(fh))
@@ -130,19 +161,19 @@ def test_compare_mnist_on_synthetic_data(tmp_path, capsys):
     assert [r[0] for r in rows[1:]] == ["Vanilla NODE", "Global ERNODE (2021)", "Local Biased ERNODE"]
     results = json.loads((tmp_path / "out" / "results.json").read_text())["results"]
     for r in results:
-        assert 0.0 <= r["test_accuracy"] <= 1.0 and r["eval_batches"] == 2      # 20 held out, batches of 10
+        assert 0.0 <= r["test_accuracy"] <= 1.0 and r["eval_batches"] == 2  # 20 held out, batches of 10
     assert "30 training / 20 held-out images" in (tmp_path / "out" / "table.md").read_text()
 
 
 def test_compare_mnist_needs_data(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(["compare", "--task", "mnist", "--out", str(tmp_path)])
-    assert isinstance(exc.value.code, str) and "--data" in exc.value.code     # exit status 1, one line
+    assert isinstance(exc.value.code, str) and "--data" in exc.value.code  # exit status 1, one line
     missing = tmp_path / "nowhere"
     with pytest.raises(SystemExit) as exc:
         cli.main(["compare", "--task", "mnist", "--data", str(missing), "--out", str(tmp_path)])
     assert str(missing) in exc.value.code and "does not exist" in exc.value.code
-    assert list(tmp_path.iterdir()) == []                                   # nothing written
+    assert list(tmp_path.iterdir()) == []  # nothing written
 
 
 def test_bad_options_are_usage_errors(tmp_path, capsys):
@@ -163,8 +194,19 @@ def test_bad_options_are_usage_errors(tmp_path, capsys):
 def test_train_command(tmp_path, capsys):
     out = tmp_path / "run.json"
     ck = tmp_path / "ck.npz"
-    argv = ["train", *TINY[:-1], "--method", "local_biased", "--iters", "3", "--quiet", "--checkpoint", str(ck),
-            "--out", str(out)]
+    argv = [
+        "train",
+        *TINY[:-1],
+        "--method",
+        "local_biased",
+        "--iters",
+        "3",
+        "--quiet",
+        "--checkpoint",
+        str(ck),
+        "--out",
+        str(out),
+    ]
     assert cli.main(argv) == 0
     printed = capsys.readouterr().out
     assert printed.startswith("local-biased: test loss ") and "train NFE/iter" in printed
@@ -172,7 +214,7 @@ def test_train_command(tmp_path, capsys):
     assert payload["records"]["iteration"] == [0, 1, 2]
     params = np.load(tmp_path / "run_params.npy")
     np.testing.assert_array_equal(params, load_checkpoint(ck)["params"])
-    with pytest.raises(SystemExit) as exc:                  # an existing checkpoint is not overwritten silently
+    with pytest.raises(SystemExit) as exc:  # an existing checkpoint is not overwritten silently
         cli.main(argv)
     assert "--resume" in exc.value.code
     assert cli.main(argv + ["--resume"]) == 0
@@ -217,3 +259,33 @@ def test_unknown_command_and_help(capsys):
     out = capsys.readouterr().out
     for name in ("compare", "train", "bench", "validate", "solve"):
         assert name in out
+
+
+def _resolved(argv):
+    from lrnde_np.experiments import compare
+
+    return common.resolve(compare.build_parser().parse_args(argv))
+
+
+def test_gradient_semantics_defaults_and_lambda_scales():
+    # spiral and mnist train the local regularizers with the exact gradient and its λ scale by default ...
+    args = _resolved([])
+    assert args.gradient == "exact" and args.lam == 100.0
+    assert common.regularization_for("local-unbiased", args).through_k1
+    assert not common.regularization_for("global", args).through_k1
+    # ... --gradient paper freezes k1 and restores the paper-scale λ, unless λ is given
+    args = _resolved(["--gradient", "paper"])
+    assert args.gradient == "paper" and args.lam == 0.01
+    assert not common.regularization_for("local-biased", args).through_k1
+    assert _resolved(["--gradient", "paper", "--lambda", "3"]).lam == 3.0
+    # the old flag is the exact gradient; contradicting it is an error
+    assert _resolved(["--through-k1"]).gradient == "exact"
+    with pytest.raises(SystemExit, match="contradicts"):
+        _resolved(["--through-k1", "--gradient", "paper"])
+    # mnist: exact by default with the global λ kept at the paper's 2.5 → 1.0 decay ratio
+    args = _resolved(["--task", "mnist", "--data", "DIR"])
+    assert args.gradient == "exact" and (args.lam, args.lam_end) == (5e5, 2e5)
+    cfg = common.train_config_for("global", args)
+    assert cfg.lam == 2.5 and cfg.lam_end == pytest.approx(1.0)
+    # tasks calibrated with the paper's gradient keep it
+    assert _resolved(["--task", "latent-spiral"]).gradient == "paper"

@@ -1,5 +1,6 @@
 """CNF augmented dynamics: values and hand-written second-order VJPs against an autograd twin and central
 finite differences; the linear-field closed form; Hutchinson unbiasedness; planar flows; targets."""
+
 import math
 
 import autograd.numpy as anp
@@ -24,8 +25,9 @@ FIELDS = {
 
 def _setup(kind, D, width, act, trace, kinetic, frobenius, B, seed):
     field = FIELDS[kind](D, width, act)
-    dyn = CNFDynamics(field, trace, noise="gaussian" if seed % 2 else "rademacher", kinetic=kinetic,
-                      frobenius=frobenius)
+    dyn = CNFDynamics(
+        field, trace, noise="gaussian" if seed % 2 else "rademacher", kinetic=kinetic, frobenius=frobenius
+    )
     rng = np.random.default_rng(seed)
     theta = field.init_params(seed) + 0.2 * rng.standard_normal(field.n_params)
     p = dyn.params(theta, B, rng)
@@ -35,10 +37,18 @@ def _setup(kind, D, width, act, trace, kinetic, frobenius, B, seed):
 
 
 @settings(max_examples=20, deadline=None)
-@given(kind=st.sampled_from(sorted(FIELDS)), D=st.integers(1, 3), width=st.integers(1, 4),
-       act=st.sampled_from(["tanh", "softplus", "swish"]), trace=st.sampled_from(["exact", "hutchinson"]),
-       kinetic=st.booleans(), frobenius=st.booleans(), B=st.integers(1, 3), t=st.floats(-1.0, 2.0),
-       seed=st.integers(0, 1000))
+@given(
+    kind=st.sampled_from(sorted(FIELDS)),
+    D=st.integers(1, 3),
+    width=st.integers(1, 4),
+    act=st.sampled_from(["tanh", "softplus", "swish"]),
+    trace=st.sampled_from(["exact", "hutchinson"]),
+    kinetic=st.booleans(),
+    frobenius=st.booleans(),
+    B=st.integers(1, 3),
+    t=st.floats(-1.0, 2.0),
+    seed=st.integers(0, 1000),
+)
 def test_augmented_dynamics_and_vjp_match_autograd_twin(kind, D, width, act, trace, kinetic, frobenius, B, t, seed):
     dyn, p, y, a = _setup(kind, D, width, act, trace, kinetic, frobenius, B, seed)
     ref = augmented_twin(dyn, t, y, p, jacobian, anp)
@@ -49,7 +59,7 @@ def test_augmented_dynamics_and_vjp_match_autograd_twin(kind, D, width, act, tra
     n = dyn.n_theta
     np.testing.assert_allclose(gy, ry, rtol=1e-9, atol=1e-10)
     np.testing.assert_allclose(gp[:n], rp[:n], rtol=1e-9, atol=1e-10)
-    assert np.all(gp[n:] == 0.0)   # the Hutchinson noise is a constant of the solve
+    assert np.all(gp[n:] == 0.0)  # the Hutchinson noise is a constant of the solve
 
 
 @pytest.mark.parametrize("kind", ["mlp", "hyper"])
@@ -115,6 +125,7 @@ def test_linear_mlp_field_constant_matrix_closed_form():
     x = np.random.default_rng(0).standard_normal((4, 3))
     lp, _ = cnf.log_prob(x, theta)
     from scipy.linalg import expm
+
     b = theta[9:]
     # x = e^{0.7W} z0 + W^{-1}(e^{0.7W} − I) b  ⇒  z0, and log p(x) = log N(z0) − 0.7 tr W
     E = expm(0.7 * W)
@@ -131,7 +142,7 @@ def test_hutchinson_trace_and_frobenius_are_unbiased(noise, kind):
     hutch = CNFDynamics(field, "hutchinson", noise=noise, frobenius=True)
     z = np.array([0.4, -0.8])
     ref = exact.evaluate(0.5, exact.initial_state(z[None]), theta)
-    n = 4000   # the draws as a batch of n copies of one point: one evaluation
+    n = 4000  # the draws as a batch of n copies of one point: one evaluation
     y = hutch.initial_state(np.tile(z, (n, 1)))
     out = hutch.evaluate(0.5, y, hutch.params(theta, n, 11))
     _, l_est, _, F_est = hutch.split(out)
@@ -172,7 +183,7 @@ def test_hutchinson_noise_is_drawn_once_per_solve_from_the_seed(noise):
     p1, p2, p3 = dyn.params(theta, 50, 4), dyn.params(theta, 50, 4), dyn.params(theta, 50, 5)
     np.testing.assert_array_equal(p1, p2)
     assert not np.array_equal(p1, p3)
-    eps = p1[dyn.n_theta:]
+    eps = p1[dyn.n_theta :]
     assert eps.size == 100
     if noise == "rademacher":
         assert set(np.unique(eps)) == {-1.0, 1.0}
@@ -196,7 +207,7 @@ def _planar_twin(pf, energy_np, theta, z0, xp):
     logdet = 0.0
     for k in range(pf.n_layers):
         o = k * (2 * D + 1)
-        u, w, b = theta[o:o + D], theta[o + D:o + 2 * D], theta[o + 2 * D]
+        u, w, b = theta[o : o + D], theta[o + D : o + 2 * D], theta[o + 2 * D]
         alpha = xp.dot(w, u)
         uh = u + ((-1.0 + xp.logaddexp(0.0, alpha)) - alpha) * w / (xp.dot(w, w) + 1e-12)
         h = xp.tanh(xp.dot(x, w) + b)

@@ -1,5 +1,6 @@
 """CNF likelihood/KL gradients through every adjoint against finite differences; the learned density's
 mass; every training regime runs."""
+
 import numpy as np
 import pytest
 
@@ -25,8 +26,9 @@ def _fd_nll(cnf, x, theta, idx, seed=5, h=1e-5, lam_kinetic=0.0, lam_frobenius=0
         for s in (1, -1):
             th = theta.copy()
             th[i] += s * h
-            step = cnf.nll_step(x, th, rng=np.random.default_rng(seed), lam_kinetic=lam_kinetic,
-                                lam_frobenius=lam_frobenius)
+            step = cnf.nll_step(
+                x, th, rng=np.random.default_rng(seed), lam_kinetic=lam_kinetic, lam_frobenius=lam_frobenius
+            )
             vals.append(step.loss)
         out.append((vals[0] - vals[1]) / (2 * h))
     return np.array(out)
@@ -44,7 +46,7 @@ def test_nll_gradient_matches_finite_differences(adjoint, kind, trace):
     fd = _fd_nll(cnf, X, theta, idx)
     np.testing.assert_allclose(step.grad[idx], fd, rtol=1e-5, atol=1e-6)
     # the loss is the mean NLL of log_prob
-    lp, _ = cnf.log_prob(X, theta, np.random.default_rng(5))   # draws the same noise as the step did
+    lp, _ = cnf.log_prob(X, theta, np.random.default_rng(5))  # draws the same noise as the step did
     assert abs(step.task_loss + lp.mean()) < 1e-9
 
 
@@ -102,7 +104,7 @@ def test_learned_density_integrates_to_one():
         step = cnf.nll_step(two_moons(64, rng), theta, rng=rng)
         first = step.task_loss if first is None else first
         opt.step(theta, step.grad)
-    assert step.task_loss < first   # it learned something
+    assert step.task_loss < first  # it learned something
     _, _, dens, mass = density_on_grid(cnf, theta, lim=6.0, n=60)
     assert abs(mass - 1.0) < 1e-2
     assert np.all(dens >= 0)
@@ -126,16 +128,36 @@ def test_log_normal():
     np.testing.assert_allclose(log_normal(z), [-np.log(2 * np.pi), -np.log(2 * np.pi) - 2.5])
 
 
-@pytest.mark.parametrize("task,method,extra", [
-    ("cnf-samples", "local-unbiased", ["--cnf-data", "circles"]),
-    ("cnf-density", "global", ["--cnf-field", "hyper", "--cnf-width", "2", "--cnf-target", "u3"])])
+@pytest.mark.parametrize(
+    "task,method,extra",
+    [
+        ("cnf-samples", "local-unbiased", ["--cnf-data", "circles"]),
+        ("cnf-density", "global", ["--cnf-field", "hyper", "--cnf-width", "2", "--cnf-target", "u3"]),
+    ],
+)
 def test_compare_runs_the_cnf_tasks(tmp_path, task, method, extra):
     import json
 
     from lrnde_np.experiments import compare
+
     out = tmp_path / task
-    rc = compare.main(["--task", task, "--iters", "2", "--batch-size", "8", "--out", str(out), "--no-plot", "--quiet",
-                       "--methods", method] + extra)
+    rc = compare.main(
+        [
+            "--task",
+            task,
+            "--iters",
+            "2",
+            "--batch-size",
+            "8",
+            "--out",
+            str(out),
+            "--no-plot",
+            "--quiet",
+            "--methods",
+            method,
+        ]
+        + extra
+    )
     assert rc == 0
     data = json.loads((out / "results.json").read_text())
     res = data["results"]
@@ -146,6 +168,7 @@ def test_compare_runs_the_cnf_tasks(tmp_path, task, method, extra):
 
 def test_cnf_benchmark_runs():
     from lrnde_np.benchmarks.cnf import format_rows, gaussian_mixture, run
+
     x = gaussian_mixture(50, 3, seed=1)
     assert x.shape == (50, 3) and np.array_equal(x, gaussian_mixture(50, 3, seed=1))
     rows = run(dims=(2,), batch=4, repeats=1, hidden=4)

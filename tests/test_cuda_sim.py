@@ -10,6 +10,7 @@ the logic, this proves that numba-cuda accepts the code — the shared ``@njit``
 passed as an argument, the local arrays.  All three kernels compile (``sde/step.py`` copies stage rows with element
 loops rather than slice assignments, which numba-cuda lowers only with its runtime).
 """
+
 from __future__ import annotations
 
 import ctypes.util
@@ -26,14 +27,16 @@ pytest.importorskip("numba_cuda", reason="numba-cuda is not installed (pip insta
 
 
 def _run(kind, simulator=True, timeout=300):
-    env = dict(os.environ, PYTHONWARNINGS="ignore",
-               PYTHONPATH=os.pathsep.join([HERE, os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ, PYTHONWARNINGS="ignore", PYTHONPATH=os.pathsep.join([HERE, os.environ.get("PYTHONPATH", "")])
+    )
     if simulator:
         env["NUMBA_ENABLE_CUDASIM"] = "1"
     else:
         env.pop("NUMBA_ENABLE_CUDASIM", None)
-    out = subprocess.run([sys.executable, os.path.abspath(__file__), kind], capture_output=True, text=True, env=env,
-                         timeout=timeout)
+    out = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), kind], capture_output=True, text=True, env=env, timeout=timeout
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -42,7 +45,7 @@ def test_ode_kernel_matches_solve_ode_in_the_simulator():
     res = _run("ode")
     assert res["mismatches"] == {"tsit5": [], "dp5": [], "bs3": [], "njit_rhs": [], "failures": []}
     assert res["backend"] == "cuda" and res["rejected"] > 0 and res["statuses"] == sorted(set(res["statuses"]))
-    assert len(res["statuses"]) >= 2   # the failure run ended with more than one status
+    assert len(res["statuses"]) >= 2  # the failure run ended with more than one status
 
 
 def test_local_regularizer_kernel_matches_in_the_simulator():
@@ -122,8 +125,7 @@ def _check_ode():
     out["mismatches"]["njit_rhs"] = ode_mismatches(ens, lv, (0.0, 3.0), Y0[:4], p, rtol=1e-5)
     # Failure statuses: blow-up (rows 0, 1) and max_steps.
     Yb = np.array([[2.0], [4.0], [0.5], [0.25]])
-    ens = solve_ode_ensemble(blowup, (0.0, 1.0), Yb, np.array([1.0]), saveat=[0.5, 1.0], max_steps=40,
-                             backend="cuda")
+    ens = solve_ode_ensemble(blowup, (0.0, 1.0), Yb, np.array([1.0]), saveat=[0.5, 1.0], max_steps=40, backend="cuda")
     out["mismatches"]["failures"] = ode_mismatches(ens, blowup, (0.0, 1.0), Yb, np.array([1.0]), max_steps=40)
     out["statuses"] = sorted({int(s) for s in ens.status})
     out["rejected"] = rejected
@@ -149,9 +151,12 @@ def _check_reg():
     Z, P = lv_problem(6, seed=7)
     t_reg = np.random.default_rng(8).uniform(0.0, 4.0, 6)
     out = {"mismatches": {}}
-    cases = {"frozen_k1": dict(), "through_k1": dict(through_k1=True),
-             "through_state": dict(through_state=True, heuristic="error_stiffness", stiffness_weight=0.5),
-             "no_grad": dict(compute_grad=False)}
+    cases = {
+        "frozen_k1": dict(),
+        "through_k1": dict(through_k1=True),
+        "through_state": dict(through_state=True, heuristic="error_stiffness", stiffness_weight=0.5),
+        "no_grad": dict(compute_grad=False),
+    }
     for name, kw in cases.items():
         ens = local_regularizer_ensemble(lv, lv_vjp_dev, t_reg, 5.0, Z, P, 1e-6, 1e-6, backend="cuda", **kw)
         out["mismatches"][name] = reg_mismatches(ens, lv, lv_vjp, t_reg, 5.0, Z, P, 1e-6, 1e-6, **kw)
@@ -179,11 +184,14 @@ def _check_sde():
     X0, P = gbm_problem(4, seed=10)
     out = {"mismatches": {}}
     rejected = 0
-    for name, method, noise, seeds in (("sosri_diagonal", "sosri", "diagonal", np.array([3, 1, 4, 1])),
-                                       ("sriw1_scalar", "sriw1", "scalar", np.array([5, 9, 2, 6]))):
+    for name, method, noise, seeds in (
+        ("sosri_diagonal", "sosri", "diagonal", np.array([3, 1, 4, 1])),
+        ("sriw1_scalar", "sriw1", "scalar", np.array([5, 9, 2, 6])),
+    ):
         kw = dict(method=method, noise=noise, dt=0.05)
-        ens = solve_sde_ensemble(drift, diffusion, (0.0, 0.08), X0, P, saveat=[0.04, 0.08], seeds=seeds,
-                                 backend="cuda", **kw)
+        ens = solve_sde_ensemble(
+            drift, diffusion, (0.0, 0.08), X0, P, saveat=[0.04, 0.08], seeds=seeds, backend="cuda", **kw
+        )
         out["mismatches"][name] = sde_mismatches(ens, gbm_f, gbm_g, (0.0, 0.08), X0, P, seeds, **kw)
         rejected += int(ens.stats["rejected"].sum())
     ens = solve_sde_ensemble(drift, diffusion, (0.0, 0.3), X0, P, seed=0, dt=0.3, stack_size=2, backend="cuda")
@@ -210,15 +218,15 @@ def _check_errors():
 
     Y0, P = lv_problem(4)
     out = {}
-    for name, call in (("kernel", lambda: solve_ode_ensemble(kernel, (0.0, 1.0), Y0, P, backend="cuda")),
-                       ("python", lambda: solve_ode_ensemble(lambda t, y, p, o: None, (0.0, 1.0), Y0, P,
-                                                             backend="cuda")),
-                       ("shape", lambda: solve_ode_ensemble(lv_dev, (0.0, 1.0), Y0, np.ones((3, 4)),
-                                                            backend="cuda"))):
+    for name, call in (
+        ("kernel", lambda: solve_ode_ensemble(kernel, (0.0, 1.0), Y0, P, backend="cuda")),
+        ("python", lambda: solve_ode_ensemble(lambda t, y, p, o: None, (0.0, 1.0), Y0, P, backend="cuda")),
+        ("shape", lambda: solve_ode_ensemble(lv_dev, (0.0, 1.0), Y0, np.ones((3, 4)), backend="cuda")),
+    ):
         try:
             call()
             out[name] = "accepted"
-        except Exception as exc:   # the type is the result
+        except Exception as exc:  # the type is the result
             out[name] = type(exc).__name__
     return out
 
@@ -258,7 +266,7 @@ def _check_ptx():
     def ptx(kernel, args):
         try:
             code, _ = cuda.compile_ptx(kernel.py_func, tuple(numba.typeof(a) for a in args), cc=(8, 0))
-        except Exception as exc:   # reported, not raised: the test says which kernel failed and why
+        except Exception as exc:  # reported, not raised: the test says which kernel failed and why
             return " ".join(str(exc).split())[-600:]
         return len(code)
 
@@ -267,17 +275,70 @@ def _check_ptx():
     ctrl = control_array(TSIT5, 0.0, 1.0, None, None, None, None)
     atol = np.full(2, 1e-6)
     out = {}
-    args = kernels.ode_args(TSIT5, 0.0, 1.0, Y0, P, 1e-3, atol, np.ones(3), ctrl, True, 100, np.empty((N, 3, 2)),
-                            np.empty(N, np.int64), np.empty((N, 3), np.int64), np.empty(N))
+    args = kernels.ode_args(
+        TSIT5,
+        0.0,
+        1.0,
+        Y0,
+        P,
+        1e-3,
+        atol,
+        np.ones(3),
+        ctrl,
+        True,
+        100,
+        np.empty((N, 3, 2)),
+        np.empty(N, np.int64),
+        np.empty((N, 3), np.int64),
+        np.empty(N),
+    )
     out["ode"] = ptx(kernels.ode_kernel(lv_dev, 7, 2), args)
-    args = kernels.local_reg_args(TSIT5, 5, 6, np.zeros(N), np.ones(N), Y0, P, 1e-3, atol, 1.0, 0.0, True, False,
-                                  np.empty((N, 2)), np.empty((N, 4)), np.empty((N, 4)), np.empty(N, np.int64),
-                                  np.empty(N, np.int64))
+    args = kernels.local_reg_args(
+        TSIT5,
+        5,
+        6,
+        np.zeros(N),
+        np.ones(N),
+        Y0,
+        P,
+        1e-3,
+        atol,
+        1.0,
+        0.0,
+        True,
+        False,
+        np.empty((N, 2)),
+        np.empty((N, 4)),
+        np.empty((N, 4)),
+        np.empty(N, np.int64),
+        np.empty(N, np.int64),
+    )
     out["reg"] = ptx(kernels.local_reg_kernel(lv_dev, lv_vjp_dev, 7, 2, 4), args)
     M, V, delta, eterms = pack_tableau(get_sde_tableau("sosri"))
-    args = kernels.sde_args(M, V, delta, eterms, 1.5, 0.0, 1.0, Y0, P, 1e-2, atol, np.ones(1), np.ones(1), ctrl,
-                            True, 100, 1, np.zeros((N, 4), np.uint64), np.empty((N, 1, 2)), np.empty(N, np.int64),
-                            np.empty((N, 4), np.int64), np.empty(N))
+    args = kernels.sde_args(
+        M,
+        V,
+        delta,
+        eterms,
+        1.5,
+        0.0,
+        1.0,
+        Y0,
+        P,
+        1e-2,
+        atol,
+        np.ones(1),
+        np.ones(1),
+        ctrl,
+        True,
+        100,
+        1,
+        np.zeros((N, 4), np.uint64),
+        np.empty((N, 1, 2)),
+        np.empty(N, np.int64),
+        np.empty((N, 4), np.int64),
+        np.empty(N),
+    )
     out["sde"] = ptx(kernels.sde_kernel(lv_dev, lv_dev, V.shape[1], 2, 2, 65, 64), args)
     return out
 
@@ -286,6 +347,7 @@ if __name__ == "__main__":
     import warnings
 
     warnings.simplefilter("ignore")
-    result = {"ode": _check_ode, "reg": _check_reg, "sde": _check_sde, "errors": _check_errors,
-              "ptx": _check_ptx}[sys.argv[1]]()
+    result = {"ode": _check_ode, "reg": _check_reg, "sde": _check_sde, "errors": _check_errors, "ptx": _check_ptx}[
+        sys.argv[1]
+    ]()
     print(json.dumps(result))

@@ -2,18 +2,30 @@
 synthetic files and — when the development/CI copy is present — on the real MNIST test split, the seeded
 train/held-out split, and the spiral data against a SciPy DOP853 solve of the true dynamics.
 """
+
 import gzip
 from pathlib import Path
 
 import numpy as np
 import pytest
+from idx_files import idx_bytes, mnist_files, write
 from scipy.integrate import solve_ivp
 
-from idx_files import idx_bytes, mnist_files, write
-from lrnde_np.data import (IMAGES_MAGIC, LABELS_MAGIC, SPIRAL_A, SPIRAL_Y0, load_mnist, read_idx, spiral_data,
-                           spiral_true_rhs, split)
+from lrnde_np.data import (
+    IMAGES_MAGIC,
+    LABELS_MAGIC,
+    SPIRAL_A,
+    SPIRAL_Y0,
+    load_mnist,
+    read_idx,
+    spiral_data,
+    spiral_true_rhs,
+    split,
+)
 
 MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+
+
 def error_of(func, *args, **kwargs):
     with pytest.raises(ValueError) as exc:
         func(*args, **kwargs)
@@ -25,8 +37,19 @@ def error_of(func, *args, **kwargs):
 
 
 @pytest.mark.parametrize("compress", [False, True])
-@pytest.mark.parametrize("dtype,shape", [("u1", (7,)), ("u1", (5, 3, 4)), ("i1", (4, 2)), ("i2", (3, 5)),
-                                         ("i4", (2, 3, 2)), ("f4", (6,)), ("f8", (2, 2, 2, 3)), ("u1", (0, 28, 28))])
+@pytest.mark.parametrize(
+    "dtype,shape",
+    [
+        ("u1", (7,)),
+        ("u1", (5, 3, 4)),
+        ("i1", (4, 2)),
+        ("i2", (3, 5)),
+        ("i4", (2, 3, 2)),
+        ("f4", (6,)),
+        ("f8", (2, 2, 2, 3)),
+        ("u1", (0, 28, 28)),
+    ],
+)
 def test_idx_round_trip(tmp_path, dtype, shape, compress):
     rng = np.random.default_rng(sum(shape) + len(dtype))
     dt = np.dtype(dtype)
@@ -89,7 +112,7 @@ def test_corrupt_gzip_names_the_file(tmp_path):
     assert str(truncated) in msg and "corrupt gzip" in msg
     flipped = bytearray(packed)
     flipped[len(flipped) // 2] ^= 0xFF
-    flipped[-8] ^= 0xFF                             # and the CRC
+    flipped[-8] ^= 0xFF  # and the CRC
     path = write(tmp_path / "flip.gz", bytes(flipped))
     msg = error_of(read_idx, path)
     assert str(path) in msg and "corrupt gzip" in msg
@@ -98,7 +121,7 @@ def test_corrupt_gzip_names_the_file(tmp_path):
 def test_unreadable_path_is_a_value_error(tmp_path):
     missing = tmp_path / "nope"
     assert str(missing) in error_of(read_idx, missing)
-    assert str(tmp_path) in error_of(read_idx, tmp_path)          # a directory
+    assert str(tmp_path) in error_of(read_idx, tmp_path)  # a directory
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -171,7 +194,7 @@ def test_load_real_mnist_test_split():
     x, y = load_mnist(MNIST_DIR)
     assert x.shape == (10_000, 784) and x.dtype == np.float64
     assert x.min() == 0.0 and x.max() == 1.0
-    np.testing.assert_array_equal(np.round(x * 255.0), x * 255.0)      # 8-bit grey levels
+    np.testing.assert_array_equal(np.round(x * 255.0), x * 255.0)  # 8-bit grey levels
     assert y.dtype == np.int64 and y.min() == 0 and y.max() == 9
     counts = np.bincount(y, minlength=10)
     assert counts.sum() == 10_000 and counts.min() >= 800 and counts.max() <= 1200
@@ -195,7 +218,7 @@ def test_split_is_seeded_disjoint_and_complete():
     a = split(images, labels, 35, seed=4)
     b = split(images, labels, 35, seed=4)
     c = split(images, labels, 35, seed=5)
-    for u, v in zip(a, b):
+    for u, v in zip(a, b, strict=True):
         np.testing.assert_array_equal(u, v)
     assert not np.array_equal(a[0], c[0])
     tr_x, tr_y, te_x, te_y = a
@@ -232,8 +255,9 @@ def test_spiral_rhs_matches_the_row_vector_formula():
 
 
 def reference_spiral(t, A=SPIRAL_A):
-    sol = solve_ivp(lambda _, u: (u ** 3) @ A, (t[0], t[-1]), SPIRAL_Y0, method="DOP853", rtol=1e-13, atol=1e-13,
-                    t_eval=t)
+    sol = solve_ivp(
+        lambda _, u: (u**3) @ A, (t[0], t[-1]), SPIRAL_Y0, method="DOP853", rtol=1e-13, atol=1e-13, t_eval=t
+    )
     assert sol.success
     return sol.y.T
 

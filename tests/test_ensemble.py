@@ -1,4 +1,5 @@
 """The CPU ensemble (Numba prange): every trajectory is the one-trajectory solver's, to 1e-12 with the same steps."""
+
 from __future__ import annotations
 
 import os
@@ -33,10 +34,11 @@ pytestmark = pytest.mark.filterwarnings("ignore::numba.NumbaExperimentalFeatureW
 
 # ---------------------------------------------------------------------------------------------------- ODE
 
+
 @pytest.mark.parametrize("method", ["tsit5", "dp5", "bs3"])
 def test_ode_rows_are_solve_ode(method):
     Y0, P = lv_problem(12, seed=1)
-    saveat = np.linspace(0.0, 8.0, 9)   # includes t0 (y0 itself) and t1
+    saveat = np.linspace(0.0, 8.0, 9)  # includes t0 (y0 itself) and t1
     kw = dict(method=method, rtol=1e-6, atol=1e-7)
     ens = solve_ode_ensemble(lv, (0.0, 8.0), Y0, P, saveat=saveat, **kw)
     assert ens.y.shape == (12, 9, 2) and ens.backend == "cpu"
@@ -59,7 +61,7 @@ def test_ode_fixed_step_and_controller_options():
     kw = dict(dt=0.3, dtmax=0.5, rtol=1e-8, controller=dict(qmax=5.0, gamma=0.8))
     ens = solve_ode_ensemble(lv, (0.0, 4.0), Y0, P, saveat=[1.0, 4.0], **kw)
     assert ode_mismatches(ens, lv, (0.0, 4.0), Y0, P, **kw) == []
-    assert ens.stats["rejected"].sum() > 0   # the controller's rejection branch was exercised
+    assert ens.stats["rejected"].sum() > 0  # the controller's rejection branch was exercised
 
 
 def test_ode_failure_statuses_match_and_unreached_points_are_nan():
@@ -83,9 +85,13 @@ def test_ode_failure_statuses_match_and_unreached_points_are_nan():
 
 
 @settings(max_examples=15, deadline=None)
-@given(y0=st.lists(st.floats(0.2, 3.0), min_size=2, max_size=2),
-       p=st.lists(st.floats(0.2, 3.0), min_size=4, max_size=4),
-       rtol=st.sampled_from([1e-3, 1e-5, 1e-8]), t1=st.floats(0.5, 15.0), method=st.sampled_from(["tsit5", "bs3"]))
+@given(
+    y0=st.lists(st.floats(0.2, 3.0), min_size=2, max_size=2),
+    p=st.lists(st.floats(0.2, 3.0), min_size=4, max_size=4),
+    rtol=st.sampled_from([1e-3, 1e-5, 1e-8]),
+    t1=st.floats(0.5, 15.0),
+    method=st.sampled_from(["tsit5", "bs3"]),
+)
 def test_ode_row_property(y0, p, rtol, t1, method):
     """A random row, put among other rows, is solved exactly as alone."""
     Y0, P = lv_problem(3, seed=5)
@@ -100,8 +106,14 @@ def ens_row(ens, i):
     """A one-row view of an ensemble result (for the per-row oracle)."""
     from lrnde_np.ensemble import EnsembleSolution
 
-    return EnsembleSolution(t=ens.t, y=ens.y[i:i + 1], status=ens.status[i:i + 1], t_end=ens.t_end[i:i + 1],
-                            stats={k: v[i:i + 1] for k, v in ens.stats.items()}, backend=ens.backend)
+    return EnsembleSolution(
+        t=ens.t,
+        y=ens.y[i : i + 1],
+        status=ens.status[i : i + 1],
+        t_end=ens.t_end[i : i + 1],
+        stats={k: v[i : i + 1] for k, v in ens.stats.items()},
+        backend=ens.backend,
+    )
 
 
 def test_ode_prange_uses_both_threads_and_gives_the_same_answer():
@@ -122,10 +134,19 @@ def test_ode_prange_uses_both_threads_and_gives_the_same_answer():
 
 # ----------------------------------------------------------------------------------------- local regularizer
 
-@pytest.mark.parametrize("kw", [dict(), dict(through_k1=True), dict(through_state=True),
-                                dict(heuristic="error_stiffness", stiffness_weight=0.3),
-                                dict(heuristic="stiffness"), dict(compute_grad=False)],
-                         ids=["frozen_k1", "through_k1", "through_state", "error_stiffness", "stiffness", "no_grad"])
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(),
+        dict(through_k1=True),
+        dict(through_state=True),
+        dict(heuristic="error_stiffness", stiffness_weight=0.3),
+        dict(heuristic="stiffness"),
+        dict(compute_grad=False),
+    ],
+    ids=["frozen_k1", "through_k1", "through_state", "error_stiffness", "stiffness", "no_grad"],
+)
 def test_local_regularizer_rows(kw):
     Z, P = lv_problem(10, seed=7)
     t_reg = np.random.default_rng(8).uniform(0.0, 4.0, 10)
@@ -138,7 +159,7 @@ def test_local_regularizer_rows(kw):
 
 def test_local_regularizer_shared_parameters_and_nonfinite_row():
     Z, _ = lv_problem(4, seed=9)
-    Z[2] = [1e300, 1e300]   # f overflows: local_regularizer raises, the ensemble flags the row
+    Z[2] = [1e300, 1e300]  # f overflows: local_regularizer raises, the ensemble flags the row
     p = np.array([1.5, 1.0, 3.0, 1.0])
     ens = local_regularizer_ensemble(lv, lv_vjp, 0.5, 2.0, Z, p, 1e-4, 1e-6)
     assert ens.status.tolist() == [SUCCESS, SUCCESS, NONFINITE, SUCCESS] and np.isnan(ens.value[2])
@@ -149,11 +170,12 @@ def test_local_regularizer_shared_parameters_and_nonfinite_row():
 
 # ------------------------------------------------------------------------------------------------------- SDE
 
+
 @pytest.mark.parametrize("method,noise", [("sosri", "diagonal"), ("sriw1", "scalar"), ("sosri2", "diagonal")])
 def test_sde_paths_are_solve_sde_with_the_same_seed(method, noise):
     X0, P = gbm_problem(6, seed=10)
-    seeds = np.array([3, 1, 4, 1, 5, 9])   # a repeated seed gives a repeated path where x0, p repeat
-    kw = dict(method=method, noise=noise, dt=0.1)   # a large first step: rejections, RSwM3 bridging
+    seeds = np.array([3, 1, 4, 1, 5, 9])  # a repeated seed gives a repeated path where x0, p repeat
+    kw = dict(method=method, noise=noise, dt=0.1)  # a large first step: rejections, RSwM3 bridging
     ens = solve_sde_ensemble(gbm_f, gbm_g, (0.0, 0.3), X0, P, saveat=[0.0, 0.1, 0.3], seeds=seeds, **kw)
     assert np.all(ens.status == SUCCESS) and ens.stats["rejected"].sum() > 0
     assert sde_mismatches(ens, gbm_f, gbm_g, (0.0, 0.3), X0, P, seeds, **kw) == []
@@ -172,7 +194,7 @@ def test_sde_seed_means_consecutive_seeds_and_euler_maruyama():
 
 
 def test_sde_full_stack_is_a_status_not_a_crash():
-    assert STACK_FULL not in STATUS_MESSAGES   # the ensembles' own code, distinct from the solvers'
+    assert STACK_FULL not in STATUS_MESSAGES  # the ensembles' own code, distinct from the solvers'
     X0, P = gbm_problem(3, seed=12)
     ens = solve_sde_ensemble(gbm_f, gbm_g, (0.0, 0.3), X0, P, seed=0, dt=0.3, saveat=[0.3], stack_size=2)
     assert np.all(ens.status == STACK_FULL)
@@ -181,6 +203,7 @@ def test_sde_full_stack_is_a_status_not_a_crash():
 
 
 # ---------------------------------------------------------------------------------------------------- errors
+
 
 def test_bad_inputs_name_the_argument():
     Y0, P = lv_problem(4)
@@ -261,8 +284,11 @@ def test_a_cuda_device_function_serves_the_cpu_backend_too():
         else:
             raise AssertionError("a CUDA kernel was accepted as a right-hand side")
     """)
-    env = dict(os.environ, PYTHONWARNINGS="ignore",
-               PYTHONPATH=os.pathsep.join([os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ,
+        PYTHONWARNINGS="ignore",
+        PYTHONPATH=os.pathsep.join([os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")]),
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
 

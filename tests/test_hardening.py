@@ -1,6 +1,7 @@
 """Regression tests for issue 9: one per row of its table (hangs, crashes, silent wrong answers, data loss, late
 or unclear errors, slow checkpoints), plus Ctrl-C.  What could hang or kill the interpreter runs in a
 subprocess with a timeout, so that a regression fails the test instead of the suite."""
+
 import os
 import signal
 import subprocess
@@ -33,8 +34,14 @@ ROOT = os.path.dirname(TESTS)
 def run_isolated(code, timeout=240):
     """Run ``code`` in a fresh interpreter (repository root on the path); (returncode, stdout + stderr)."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, TESTS, os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=timeout, env=env, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=ROOT,
+    )
     return proc.returncode, proc.stdout + proc.stderr
 
 
@@ -118,21 +125,35 @@ def test_rejected_steps_count_toward_max_steps():
     assert "rejected" in s.message
 
 
-@pytest.mark.parametrize("controller,key", [({"qmin": 100.0}, "qmin"), ({"qmax": -1}, "qmax"),
-                                            ({"gamma": -1}, "gamma"), ({"qmin": float("nan")}, "qmin"),
-                                            ({"gamma": 0}, "gamma"), ({"qmax": 0}, "qmax"),
-                                            ({"qmax": 1.0}, "qmax"), ({"beta1": float("inf")}, "beta1"),
-                                            ({"beta1": -0.1}, "beta1"), ({"qoldinit": 0.0}, "qoldinit")])
+@pytest.mark.parametrize(
+    "controller,key",
+    [
+        ({"qmin": 100.0}, "qmin"),
+        ({"qmax": -1}, "qmax"),
+        ({"gamma": -1}, "gamma"),
+        ({"qmin": float("nan")}, "qmin"),
+        ({"gamma": 0}, "gamma"),
+        ({"qmax": 0}, "qmax"),
+        ({"qmax": 1.0}, "qmax"),
+        ({"beta1": float("inf")}, "beta1"),
+        ({"beta1": -0.1}, "beta1"),
+        ({"qoldinit": 0.0}, "qoldinit"),
+    ],
+)
 def test_bad_controller_settings_name_the_key(controller, key):
-    for solve in (lambda: solve_ode(decay, (0.0, 1.0), Y2, controller=controller),
-                  lambda: solve_sde(decay, noise, (0.0, 1.0), Y2, seed=0, controller=controller)):
+    for solve in (
+        lambda: solve_ode(decay, (0.0, 1.0), Y2, controller=controller),
+        lambda: solve_sde(decay, noise, (0.0, 1.0), Y2, seed=0, controller=controller),
+    ):
         with pytest.raises(ValueError, match=f"controller: {key}"):
             solve()
 
 
 def test_controller_value_types_and_integer_limits():
-    for solve in (lambda **kw: solve_ode(decay, (0.0, 1.0), Y2, **kw),
-                  lambda **kw: solve_sde(decay, noise, (0.0, 1.0), Y2, seed=0, **kw)):
+    for solve in (
+        lambda **kw: solve_ode(decay, (0.0, 1.0), Y2, **kw),
+        lambda **kw: solve_sde(decay, noise, (0.0, 1.0), Y2, seed=0, **kw),
+    ):
         with pytest.raises(TypeError, match="controller: qmax"):
             solve(controller={"qmax": "abc"})
         with pytest.raises(TypeError, match="controller: qmin"):
@@ -216,18 +237,21 @@ def test_functions_returning_instead_of_writing_are_type_errors():
         solve_ode(returns_value, (0.0, 1.0), Y2)
 
 
-@pytest.mark.parametrize("y0,p", [(Y2, None), (Y2, np.array([1.5, 1.0])),
-                                  (np.array([1.0]), np.array([1.5, 1.0, 3.0, 1.0]))])
+@pytest.mark.parametrize(
+    "y0,p", [(Y2, None), (Y2, np.array([1.5, 1.0])), (np.array([1.0]), np.array([1.5, 1.0, 3.0, 1.0]))]
+)
 def test_lotka_volterra_with_missing_parameters_or_state_is_a_value_error(y0, p):
     with pytest.raises(ValueError, match="f \\(lotka_volterra\\) indexes out of range"):
         solve_ode(lotka_volterra, (0.0, 1.0), y0, p)
 
 
 def test_complex_state_is_rejected():
-    for call in (lambda: solve_ode(decay, (0.0, 1.0), Y2 + 1j),
-                 lambda: solve_sde(decay, noise, (0.0, 1.0), Y2 + 1j, seed=0),
-                 lambda: solve_ode(decay, (0.0, 1.0), Y2, p=np.array([1j])),
-                 lambda: check_vjp(decay, decay_vjp, Y2 + 1j)):
+    for call in (
+        lambda: solve_ode(decay, (0.0, 1.0), Y2 + 1j),
+        lambda: solve_sde(decay, noise, (0.0, 1.0), Y2 + 1j, seed=0),
+        lambda: solve_ode(decay, (0.0, 1.0), Y2, p=np.array([1j])),
+        lambda: check_vjp(decay, decay_vjp, Y2 + 1j),
+    ):
         with pytest.raises(TypeError, match="complex"):
             call()
 
@@ -258,7 +282,7 @@ def tfield_vjp(t, y, p, a, out_y, out_p):
 
 @njit(cache=True)
 def tfield_vjp_forgets_t(t, y, p, a, out_y, out_p):
-    tfield_vjp(0.0, y, p, a, out_y, out_p)        # right only where t = 0
+    tfield_vjp(0.0, y, p, a, out_y, out_p)  # right only where t = 0
 
 
 @njit(cache=True)
@@ -271,9 +295,9 @@ YT, PT = np.array([0.3, -0.2]), np.array([1.0, 2.0])
 
 
 def test_check_vjp_probes_random_points_besides_the_given_one():
-    rep = check_vjp(tfield, tfield_vjp_forgets_t, YT, PT)          # default t = 0, where it is right
+    rep = check_vjp(tfield, tfield_vjp_forgets_t, YT, PT)  # default t = 0, where it is right
     assert not rep.passed and "random point" in str(rep)
-    assert check_vjp(tfield, tfield_vjp_forgets_t, YT, PT, random_points=0).passed   # the old blind spot
+    assert check_vjp(tfield, tfield_vjp_forgets_t, YT, PT, random_points=0).passed  # the old blind spot
     assert check_vjp(tfield, tfield_vjp, YT, PT).passed
     with pytest.raises(ValueError, match="random_points"):
         check_vjp(tfield, tfield_vjp, YT, PT, random_points=-1)
@@ -282,8 +306,8 @@ def test_check_vjp_probes_random_points_besides_the_given_one():
 def test_check_gradient_uses_the_users_tolerance():
     rep = check_gradient(tfield, tfield_vjp_4_percent, (0.0, 1.0), YT, PT, rtol=1e-3)
     assert not rep.passed and rep.max_rel_error_p == pytest.approx(0.04, rel=0.05)
-    assert any(r[4] == 1e-3 and "replayed" in r[1] for r in rep.rows)       # the VJP row: rtol, unchanged
-    assert any("budget" in r[1] for r in rep.rows)                           # the adjoint's budget, separately
+    assert any(r[4] == 1e-3 and "replayed" in r[1] for r in rep.rows)  # the VJP row: rtol, unchanged
+    assert any("budget" in r[1] for r in rep.rows)  # the adjoint's budget, separately
     for adjoint in ("discrete", "backsolve"):
         assert check_gradient(tfield, tfield_vjp, (0.0, 1.0), YT, PT, rtol=1e-3, adjoint=adjoint).passed
 
@@ -302,20 +326,19 @@ def test_second_compare_into_a_locked_run_directory_stops_at_once(tmp_path, monk
         with pytest.raises(SystemExit) as exc:
             cli.main(["compare", *TINY, "--out", str(tmp_path)])
     assert "in use by another lrnde run" in exc.value.code and f"pid {os.getpid()}" in exc.value.code
-    assert not (tmp_path / ".lrnde.lock").exists()          # released, and nothing left behind
+    assert not (tmp_path / ".lrnde.lock").exists()  # released, and nothing left behind
 
 
 def test_lock_between_processes(tmp_path):
     code = f"""
         import time
         from lrnde_np.training import RunLock
-        with RunLock({str(tmp_path / 'x.lock')!r}):
+        with RunLock({str(tmp_path / "x.lock")!r}):
             print("locked", flush=True)
             time.sleep(30)
     """
     env = dict(os.environ, PYTHONPATH=ROOT)
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE, text=True,
-                              env=env)
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(training.RunLocked, match=f"pid {holder.pid}"):
@@ -323,7 +346,7 @@ def test_lock_between_processes(tmp_path):
     finally:
         holder.kill()
         holder.wait()
-    with RunLock(tmp_path / "x.lock"):      # the dead holder's lock is gone with it
+    with RunLock(tmp_path / "x.lock"):  # the dead holder's lock is gone with it
         pass
 
 
@@ -337,14 +360,18 @@ def test_train_to_an_unwritable_out_fails_before_training(tmp_path, monkeypatch)
         assert f"{flag} {blocker / 'run.json'}: cannot write there" in exc.value.code
 
 
-@pytest.mark.parametrize("flags,message", [(["--lambda", "-1"], "--lambda must be"),
-                                           (["--lambda", "nan"], "--lambda must be"),
-                                           (["--lambda-end", "0"], "--lambda-end must be"),
-                                           (["--rtol", "0"], "--rtol must be"),
-                                           (["--eval-batches", "0"], "--eval-batches must be"),
-                                           (["--atol", "inf"], "--atol must be"),
-                                           (["--schedule", "exponential", "--lambda", "0", "--lambda-end", "1"],
-                                            "local-unbiased: lam must be positive")])
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--lambda", "-1"], "--lambda must be"),
+        (["--lambda", "nan"], "--lambda must be"),
+        (["--lambda-end", "0"], "--lambda-end must be"),
+        (["--rtol", "0"], "--rtol must be"),
+        (["--eval-batches", "0"], "--eval-batches must be"),
+        (["--atol", "inf"], "--atol must be"),
+        (["--schedule", "exponential", "--lambda", "0", "--lambda-end", "1"], "local-unbiased: lam must be positive"),
+    ],
+)
 def test_bad_numbers_are_rejected_before_any_training(tmp_path, monkeypatch, flags, message):
     monkeypatch.setattr(compare_mod, "run_method", lambda *a, **k: pytest.fail("trained before validating"))
     argv = ["compare", *TINY[:-2], "--methods", "vanilla,local-unbiased", "--out", str(tmp_path), *flags]
@@ -411,13 +438,23 @@ class Quadratic:
 
     def step(self, params, batch, regularization, lam, rng):
         from lrnde_np.models.base import StepOutcome
+
         r = params - 1.0 + batch
-        return StepOutcome(loss=0.5 * float(r @ r), task_loss=0.5 * float(r @ r), reg_value=0.0,
-                           accuracy=float("nan"), grad=r.copy(), nfe_forward=1, nfe_reg=0, nfe_backward=1)
+        return StepOutcome(
+            loss=0.5 * float(r @ r),
+            task_loss=0.5 * float(r @ r),
+            reg_value=0.0,
+            accuracy=float("nan"),
+            grad=r.copy(),
+            nfe_forward=1,
+            nfe_reg=0,
+            nfe_backward=1,
+        )
 
 
 def test_checkpoint_records_are_appended_not_rewritten(tmp_path, monkeypatch):
     from lrnde_np.models.node import Regularization
+
     monkeypatch.setattr(training, "INLINE_RECORDS", 5)
     appended = []
     real_append = training.RecordLog.append
@@ -463,8 +500,11 @@ def test_checkpoint_records_are_appended_not_rewritten(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("which", ["ode", "sde"])
 def test_ctrl_c_stops_a_long_compiled_solve(which):
-    call = ("solve_ode(decay, (0.0, 1e9), np.ones(2), dtmax=1e-4, max_steps=10**15)" if which == "ode" else
-            "solve_sde(decay, noise, (0.0, 1e9), np.ones(2), seed=0, dtmax=1e-4, max_steps=10**15)")
+    call = (
+        "solve_ode(decay, (0.0, 1e9), np.ones(2), dtmax=1e-4, max_steps=10**15)"
+        if which == "ode"
+        else "solve_sde(decay, noise, (0.0, 1e9), np.ones(2), seed=0, dtmax=1e-4, max_steps=10**15)"
+    )
     code = f"""
         import signal, time, numpy as np
         signal.signal(signal.SIGINT, signal.default_int_handler)   # even if started with SIGINT ignored (nohup)
@@ -481,8 +521,14 @@ def test_ctrl_c_stops_a_long_compiled_solve(which):
             print(f"interrupted {{time.perf_counter() - start:.3f}}", flush=True)
     """
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, TESTS]))
-    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
     try:
         assert proc.stdout.readline().strip() == "ready"
         time.sleep(1.0)
@@ -493,7 +539,7 @@ def test_ctrl_c_stops_a_long_compiled_solve(which):
     finally:
         proc.kill()
     assert out.startswith("interrupted"), out + err
-    assert latency < 5.0, latency           # ms in practice; generous for a loaded CI machine
+    assert latency < 5.0, latency  # ms in practice; generous for a loaded CI machine
 
 
 @njit(cache=True)
@@ -524,7 +570,7 @@ def test_checked_first_call_catches_unwritten_outputs_and_changed_inputs_and_is_
         first = len(calls)
         solve_ode(counted, (0.0, 1.0), Y2)
         second = len(calls) - first
-        solve_ode(counted, (0.0, 1.0), np.ones(3))     # new sizes: checked again (3 guarded calls)
+        solve_ode(counted, (0.0, 1.0), np.ones(3))  # new sizes: checked again (3 guarded calls)
         third = len(calls) - first - second
     assert first == second + 3 and third == second + 3
 
@@ -578,7 +624,7 @@ def test_adjoint_max_steps_and_grad_y_are_checked():
 
     sol = solve_ode(decay, (0.0, 1.0), np.ones(3), record_states=True)
     g = np.ones_like(sol.y)
-    for bad in (True, 2.5, 0, 10 ** 30):
+    for bad in (True, 2.5, 0, 10**30):
         with pytest.raises(ValueError, match="max_steps"):
             backsolve_adjoint(decay, decay_vjp, sol, g, max_steps=bad)
         with pytest.raises(ValueError, match="max_steps"):

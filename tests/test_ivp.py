@@ -1,4 +1,5 @@
 """``lrnde_np.solve_ivp`` against ``scipy.integrate.solve_ivp``: fields, accuracy, events, compile paths, errors."""
+
 import math
 import warnings
 from functools import cache
@@ -53,8 +54,9 @@ PROBLEMS = {
 @cache
 def reference(name):
     fun, span, y0, args = PROBLEMS[name]
-    ref = scipy.integrate.solve_ivp(fun, span, y0, method="DOP853", rtol=1e-12, atol=1e-12, args=args,
-                                    dense_output=True)
+    ref = scipy.integrate.solve_ivp(
+        fun, span, y0, method="DOP853", rtol=1e-12, atol=1e-12, args=args, dense_output=True
+    )
     assert ref.success
     return ref
 
@@ -116,8 +118,9 @@ def test_backward_integration_matches_scipy():
     yT = ref.sol(10.0)
     t_eval = np.linspace(10.0, 0.0, 11)
     r = solve_ivp(fun, (10.0, 0.0), yT, rtol=1e-9, atol=1e-9, args=args, t_eval=t_eval, dense_output=True)
-    s = scipy.integrate.solve_ivp(fun, (10.0, 0.0), yT, method="DOP853", rtol=1e-12, atol=1e-12, args=args,
-                                  t_eval=t_eval)
+    s = scipy.integrate.solve_ivp(
+        fun, (10.0, 0.0), yT, method="DOP853", rtol=1e-12, atol=1e-12, args=args, t_eval=t_eval
+    )
     assert r.success and r.y.shape == s.y.shape
     np.testing.assert_array_equal(r.t, t_eval)
     assert scaled_error(r.y, s.y, 1e-9) <= MULTIPLE
@@ -209,8 +212,9 @@ def test_terminal_count_and_several_events():
 
     zero.terminal = 3
     r = solve_ivp(oscillator, (0.0, 20.0), [0.0, 1.0], rtol=1e-10, atol=1e-12, events=[zero, velocity_zero])
-    s = scipy.integrate.solve_ivp(oscillator, (0.0, 20.0), [0.0, 1.0], rtol=1e-10, atol=1e-12,
-                                  events=[zero, velocity_zero])
+    s = scipy.integrate.solve_ivp(
+        oscillator, (0.0, 20.0), [0.0, 1.0], rtol=1e-10, atol=1e-12, events=[zero, velocity_zero]
+    )
     assert r.status == s.status == 1
     np.testing.assert_allclose(r.t_events[0], [0.0, math.pi, 2 * math.pi], atol=1e-8)
     np.testing.assert_allclose(r.t_events[1], [0.5 * math.pi, 1.5 * math.pi], atol=1e-8)
@@ -230,8 +234,9 @@ def test_events_in_solve_ode():
 
     hit.terminal = True
     hit.direction = -1
-    sol = solve_ode(fall, (0.0, 10.0), np.array([10.0, 0.0]), np.array([9.81]), saveat=np.linspace(0, 10, 11),
-                    events=hit)
+    sol = solve_ode(
+        fall, (0.0, 10.0), np.array([10.0, 0.0]), np.array([9.81]), saveat=np.linspace(0, 10, 11), events=hit
+    )
     t_hit = math.sqrt(20 / 9.81)
     assert sol.status == TERMINATED and sol.success
     assert abs(sol.t_events[0][0] - t_hit) <= 1e-12
@@ -280,8 +285,9 @@ def test_python_fun_is_compiled_without_warning_and_args_values_reuse_it():
         r2 = solve_ivp(fun, span, y0, args=(1.0, 1.0, 1.0, 1.0), t_eval=[10.0])
     jit_keys = [k for k in _cache[fun] if k[0] == "jit"]
     assert len(jit_keys) == 1  # one compiled wrapper for all argument values
-    ref2 = scipy.integrate.solve_ivp(fun, span, y0, args=(1.0, 1.0, 1.0, 1.0), t_eval=[10.0], rtol=1e-10,
-                                     atol=1e-10, method="DOP853")
+    ref2 = scipy.integrate.solve_ivp(
+        fun, span, y0, args=(1.0, 1.0, 1.0, 1.0), t_eval=[10.0], rtol=1e-10, atol=1e-10, method="DOP853"
+    )
     assert not np.allclose(r1.y, r2.y)
     assert scaled_error(r2.y, ref2.y, 1e-3) <= MULTIPLE
 
@@ -348,7 +354,7 @@ def test_njit_fun_is_used_as_is():
 
 
 @settings(max_examples=30)
-@given(st.integers(0, 2 ** 31 - 1), st.sampled_from(["Tsit5", "DP5", "BS3"]))
+@given(st.integers(0, 2**31 - 1), st.sampled_from(["Tsit5", "DP5", "BS3"]))
 def test_dense_output_reproduces_t_eval_values_on_random_linear_systems(seed, method):
     rng = np.random.default_rng(seed)
     n = int(rng.integers(1, 5))
@@ -357,8 +363,9 @@ def test_dense_output_reproduces_t_eval_values_on_random_linear_systems(seed, me
     T = float(rng.uniform(0.5, 3.0))
     t_eval = np.sort(rng.uniform(0.0, T, size=7))
     t_eval = np.unique(t_eval)
-    r = solve_ivp(linear, (0.0, T), y0, method=method, args=(M,), t_eval=t_eval, dense_output=True, rtol=1e-6,
-                  atol=1e-9)
+    r = solve_ivp(
+        linear, (0.0, T), y0, method=method, args=(M,), t_eval=t_eval, dense_output=True, rtol=1e-6, atol=1e-9
+    )
     assert r.success and r.y.shape == (n, t_eval.size)
     np.testing.assert_allclose(r.sol(t_eval), r.y, rtol=1e-12, atol=1e-14)
 
@@ -367,27 +374,30 @@ def test_dense_output_reproduces_t_eval_values_on_random_linear_systems(seed, me
 # Errors
 
 
-@pytest.mark.parametrize("kwargs, error, match", [
-    ({"method": "DOP853"}, ValueError, "scipy.integrate.solve_ivp method"),
-    ({"method": "Radau"}, ValueError, "scipy.integrate.solve_ivp method"),
-    ({"method": "foo"}, ValueError, "method must be one of"),
-    ({"method": scipy.integrate.RK45}, TypeError, "OdeSolver"),
-    ({"t_eval": [0.0, 2.0]}, ValueError, "t_eval"),
-    ({"t_eval": [0.5, 0.2]}, ValueError, "t_eval"),
-    ({"t_eval": [[0.5]]}, ValueError, "t_eval"),
-    ({"args": 3.0}, TypeError, "args"),
-    ({"foo": 1}, TypeError, "foo"),
-    ({"rtol": -1.0}, ValueError, "rtol"),
-    ({"atol": [1.0, 2.0, 3.0]}, ValueError, "atol"),
-    ({"max_step": 0.0}, ValueError, "max_step"),
-    ({"first_step": 5.0}, ValueError, "first_step"),
-    ({"t_span": (0.0, math.inf)}, ValueError, "t_span"),
-    ({"y0": [1j, 0.0]}, TypeError, "y0"),
-    ({"y0": [[1.0, 0.0]]}, ValueError, "y0"),
-    ({"fun": 3.0}, TypeError, "fun"),
-    ({"fun": lambda t, y: np.zeros(3)}, ValueError, "fun must return"),
-    ({"events": 3.0}, TypeError, "events"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"method": "DOP853"}, ValueError, "scipy.integrate.solve_ivp method"),
+        ({"method": "Radau"}, ValueError, "scipy.integrate.solve_ivp method"),
+        ({"method": "foo"}, ValueError, "method must be one of"),
+        ({"method": scipy.integrate.RK45}, TypeError, "OdeSolver"),
+        ({"t_eval": [0.0, 2.0]}, ValueError, "t_eval"),
+        ({"t_eval": [0.5, 0.2]}, ValueError, "t_eval"),
+        ({"t_eval": [[0.5]]}, ValueError, "t_eval"),
+        ({"args": 3.0}, TypeError, "args"),
+        ({"foo": 1}, TypeError, "foo"),
+        ({"rtol": -1.0}, ValueError, "rtol"),
+        ({"atol": [1.0, 2.0, 3.0]}, ValueError, "atol"),
+        ({"max_step": 0.0}, ValueError, "max_step"),
+        ({"first_step": 5.0}, ValueError, "first_step"),
+        ({"t_span": (0.0, math.inf)}, ValueError, "t_span"),
+        ({"y0": [1j, 0.0]}, TypeError, "y0"),
+        ({"y0": [[1.0, 0.0]]}, ValueError, "y0"),
+        ({"fun": 3.0}, TypeError, "fun"),
+        ({"fun": lambda t, y: np.zeros(3)}, ValueError, "fun must return"),
+        ({"events": 3.0}, TypeError, "events"),
+    ],
+)
 def test_bad_input_raises_naming_the_argument(kwargs, error, match):
     call = {"fun": oscillator, "t_span": (0.0, 1.0), "y0": [0.0, 1.0]}
     call.update(kwargs)
@@ -437,8 +447,16 @@ def first_component(t, y, w):
 def test_event_times_of_random_oscillators_are_the_analytic_zeros(w, phase, method):
     # y = (sin(w t + phase), cos(w t + phase)): y[0] = 0 at t = (k pi - phase) / w.
     T = 10.0
-    r = solve_ivp(scaled_oscillator, (0.0, T), [math.sin(phase), math.cos(phase)], method=method, args=(w,),
-                  events=first_component, rtol=1e-11, atol=1e-13)
+    r = solve_ivp(
+        scaled_oscillator,
+        (0.0, T),
+        [math.sin(phase), math.cos(phase)],
+        method=method,
+        args=(w,),
+        events=first_component,
+        rtol=1e-11,
+        atol=1e-13,
+    )
     k = np.arange(1, int((w * T + phase) / math.pi) + 1)
     expected = (k * math.pi - phase) / w
     expected = expected[(expected > 0) & (expected < T)]

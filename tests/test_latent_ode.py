@@ -1,4 +1,5 @@
 """Latent ODE: the full ELBO gradient against finite differences, masking, seeding, the tasks and the data."""
+
 import math
 
 import numpy as np
@@ -26,8 +27,9 @@ def _problem(seed=0, B=3, T=5, D=2, L=3):
 
 
 def _model(encoder="rnn", **kw):
-    opts = dict(latent_dim=3, encoder=encoder, rec_hidden=4, rec_latent=2, field_widths=(3, 5, 3), dec_hidden=4,
-                obs_std=0.5)
+    opts = dict(
+        latent_dim=3, encoder=encoder, rec_hidden=4, rec_latent=2, field_widths=(3, 5, 3), dec_hidden=4, obs_std=0.5
+    )
     opts.update(kw)
     return LatentODE(2, **opts)
 
@@ -65,13 +67,18 @@ def test_global_regularizer_gradient_composes_with_the_discrete_adjoint():
     st = m.loss_and_grad(p, t, values, mask, eps, Regularization("global"), lam=0.5, t0=0.0)
     assert st.reg_value > 0 and st.loss == pytest.approx(base.loss + 0.5 * st.reg_value, rel=1e-12)
     fp = st.forward_pass
-    only_r = discrete_adjoint(fp.sol, m.field.vjp, grad_y=np.zeros_like(fp.sol.y), grad_error=fp.global_reg.grad_error,
-                              grad_stiffness=fp.global_reg.grad_stiffness)
+    only_r = discrete_adjoint(
+        fp.sol,
+        m.field.vjp,
+        grad_y=np.zeros_like(fp.sol.y),
+        grad_error=fp.global_reg.grad_error,
+        grad_stiffness=fp.global_reg.grad_stiffness,
+    )
     n_enc = m.cell.n_params + m.rec_out.n_params
     field = slice(n_enc, n_enc + m.field.n_params)
     np.testing.assert_allclose(st.grad[field] - base.grad[field], 0.5 * only_r.grad_p, rtol=1e-8, atol=1e-12)
-    np.testing.assert_allclose(st.grad[field.stop:], base.grad[field.stop:], rtol=1e-12, atol=1e-15)
-    assert np.any(np.abs(st.grad[:n_enc] - base.grad[:n_enc]) > 0)   # R depends on z0, hence on the encoder
+    np.testing.assert_allclose(st.grad[field.stop :], base.grad[field.stop :], rtol=1e-12, atol=1e-15)
+    assert np.any(np.abs(st.grad[:n_enc] - base.grad[:n_enc]) > 0)  # R depends on z0, hence on the encoder
 
 
 @pytest.mark.parametrize("adjoint", ["interpolating", "backsolve"])
@@ -87,8 +94,10 @@ def test_continuous_adjoint_gradient_within_tolerance(adjoint):
         v = np.zeros(p.size)
         v[lo:hi] = rng.standard_normal(hi - lo)
         h = 1e-5
-        fd = (m.loss_and_grad(p + h * v, t, values, mask, eps, t0=0.0).loss
-              - m.loss_and_grad(p - h * v, t, values, mask, eps, t0=0.0).loss) / (2 * h)
+        fd = (
+            m.loss_and_grad(p + h * v, t, values, mask, eps, t0=0.0).loss
+            - m.loss_and_grad(p - h * v, t, values, mask, eps, t0=0.0).loss
+        ) / (2 * h)
         assert st.grad @ v == pytest.approx(fd, rel=1e-5, abs=1e-9)
 
 
@@ -98,20 +107,21 @@ def test_local_regularizer_adds_lambda_times_its_step_gradient(kind):
     t, values, mask, eps = _problem(7)
     p = m.init_params(np.random.default_rng(8))
     base = m.loss_and_grad(p, t, values, mask, eps, t0=0.0)
-    st = m.loss_and_grad(p, t, values, mask, eps, Regularization(kind), lam=2.0, rng=np.random.default_rng(9),
-                         t0=0.0)
-    again = m.loss_and_grad(p, t, values, mask, eps, Regularization(kind), lam=2.0, rng=np.random.default_rng(9),
-                            t0=0.0)
+    st = m.loss_and_grad(p, t, values, mask, eps, Regularization(kind), lam=2.0, rng=np.random.default_rng(9), t0=0.0)
+    again = m.loss_and_grad(
+        p, t, values, mask, eps, Regularization(kind), lam=2.0, rng=np.random.default_rng(9), t0=0.0
+    )
     assert st.t_reg == again.t_reg and np.array_equal(st.grad, again.grad)
     assert st.reg_value > 0 and st.nfe_reg > 0 and 0.0 <= st.t_reg < t[-1]
     assert st.loss == pytest.approx(base.loss + 2.0 * st.reg_value, rel=1e-12)
     n_cell, n_rec = m.cell.n_params, m.rec_out.n_params
     field = slice(n_cell + n_rec, n_cell + n_rec + m.field.n_params)
-    np.testing.assert_allclose(st.grad[field] - base.grad[field], 2.0 * st.forward_pass.local.grad_p,
-                               rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        st.grad[field] - base.grad[field], 2.0 * st.forward_pass.local.grad_p, rtol=1e-9, atol=1e-12
+    )
     rest = np.ones(p.size, bool)
     rest[field] = False
-    if kind == "local_unbiased":   # the extra save point only adds a dense-output row: the rest is unchanged
+    if kind == "local_unbiased":  # the extra save point only adds a dense-output row: the rest is unchanged
         np.testing.assert_allclose(st.grad[rest], base.grad[rest], rtol=1e-9, atol=1e-12)
 
 
@@ -141,17 +151,16 @@ def test_loss_terms_closed_form():
     st = m.loss_and_grad(p, t, values, mask, eps, kl_w=0.3, t0=0.0)
     mu, logvar, _ = m.encode(p, t, values, mask)
     n = mask.sum()
-    kl = 0.5 * np.sum(mu ** 2 + np.exp(logvar) - 1 - logvar) / n
+    kl = 0.5 * np.sum(mu**2 + np.exp(logvar) - 1 - logvar) / n
     assert st.kl == pytest.approx(kl, rel=1e-12)
-    assert st.neg_loglik == pytest.approx(0.5 * st.mse / 0.25 + math.log(0.5) + 0.5 * math.log(2 * math.pi),
-                                          rel=1e-12)
+    assert st.neg_loglik == pytest.approx(0.5 * st.mse / 0.25 + math.log(0.5) + 0.5 * math.log(2 * math.pi), rel=1e-12)
     assert st.loss == pytest.approx(st.neg_loglik + 0.3 * st.kl, rel=1e-12)
 
 
 def test_kl_weight_schedule():
     assert kl_weight(0) == 0.0 and kl_weight(100) == 0.0
     assert kl_weight(101) == pytest.approx(0.01)
-    assert kl_weight(600) == pytest.approx(1 - 0.99 ** 500)
+    assert kl_weight(600) == pytest.approx(1 - 0.99**500)
 
 
 def test_recognition_inputs_time_gaps():
@@ -202,8 +211,17 @@ def test_bad_arguments():
 
 
 def _small_task(**kw):
-    opts = dict(n_obs=30, n_spirals=40, latent_dim=2, rec_hidden=6, field_hidden=6, dec_hidden=6, batch_size=8,
-                rtol=1e-4, atol=1e-6)
+    opts = dict(
+        n_obs=30,
+        n_spirals=40,
+        latent_dim=2,
+        rec_hidden=6,
+        field_hidden=6,
+        dec_hidden=6,
+        batch_size=8,
+        rtol=1e-4,
+        atol=1e-6,
+    )
     opts.update(kw)
     return LatentSpiralTask(**opts)
 
@@ -234,7 +252,7 @@ def test_spiral_data_is_seeded_and_shaped_as_chen():
     c = spiral_timeseries(20, n_obs=30, seed=6)
     assert np.array_equal(a.values, b.values) and not np.array_equal(a.values, c.values)
     assert a.t.size == 200 and a.values.shape == (20, 200, 2)
-    np.testing.assert_array_equal(a.mask[:, :100].sum(axis=(1, 2)), 60)   # 30 times × 2 features
+    np.testing.assert_array_equal(a.mask[:, :100].sum(axis=(1, 2)), 60)  # 30 times × 2 features
     assert a.mask[:, 100:].sum() == 0
     assert a.info["clockwise"].sum() == 10
     noise = (a.values - a.truth)[a.mask > 0]
@@ -256,11 +274,25 @@ def _write(path, lines):
 
 
 def test_physionet_reader_on_written_files(tmp_path):
-    _write(tmp_path / "132539.txt", ["Time,Parameter,Value", "00:00,RecordID,132539", "00:00,Age,54",
-                                     "00:00,Weight,-1", "00:07,HR,80", "00:37,HR,90", "01:10,Temp,36.5",
-                                     "47:59,HR,100", "48:30,HR,120", "02:00,GCS,15"])
-    _write(tmp_path / "132540.txt", ["Time,Parameter,Value", "00:00,RecordID,132540", "00:20,HR,60",
-                                     "03:00,Temp,38.5", "03:00,pH,7.4"])
+    _write(
+        tmp_path / "132539.txt",
+        [
+            "Time,Parameter,Value",
+            "00:00,RecordID,132539",
+            "00:00,Age,54",
+            "00:00,Weight,-1",
+            "00:07,HR,80",
+            "00:37,HR,90",
+            "01:10,Temp,36.5",
+            "47:59,HR,100",
+            "48:30,HR,120",
+            "02:00,GCS,15",
+        ],
+    )
+    _write(
+        tmp_path / "132540.txt",
+        ["Time,Parameter,Value", "00:00,RecordID,132540", "00:20,HR,60", "03:00,Temp,38.5", "03:00,pH,7.4"],
+    )
     rows = read_physionet_file(tmp_path / "132539.txt")
     assert rows[0] == (pytest.approx(7 / 60), "HR", 80.0)
     assert all(n != "Weight" for _, n, _ in rows) and all(h <= 48 for h, _, _ in rows)
@@ -274,13 +306,16 @@ def test_physionet_reader_on_written_files(tmp_path):
     assert ds.mask.sum() == 8 and ds.t[-1] == 1.0
 
 
-@pytest.mark.parametrize("line, message", [
-    ("00:30,HR", "line 3: expected 3 comma-separated fields"),
-    ("00:30,HR,fast", "line 3: value 'fast' of 'HR' is not a number"),
-    ("0030,HR,80", "line 3: time '0030' is not HH:MM"),
-    ("00:30,Heartrate,80", "line 3: unknown parameter 'Heartrate'"),
-    ("00:30,HR,nan", "line 3: value 'nan' of 'HR' is not finite"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("00:30,HR", "line 3: expected 3 comma-separated fields"),
+        ("00:30,HR,fast", "line 3: value 'fast' of 'HR' is not a number"),
+        ("0030,HR,80", "line 3: time '0030' is not HH:MM"),
+        ("00:30,Heartrate,80", "line 3: unknown parameter 'Heartrate'"),
+        ("00:30,HR,nan", "line 3: value 'nan' of 'HR' is not finite"),
+    ],
+)
 def test_physionet_malformed_rows_name_file_and_line(tmp_path, line, message):
     path = _write(tmp_path / "1.txt", ["Time,Parameter,Value", "00:00,RecordID,1", line])
     with pytest.raises(ValueError) as info:
@@ -306,8 +341,8 @@ def test_poisson_term_equals_closed_form_for_constant_intensity():
     t, values, mask, eps = _problem(20)
     p = m.init_params(np.random.default_rng(21))
     lo = m.cell.n_params + m.rec_out.n_params + m.field.n_params
-    p[lo:lo + 3] = 0.0          # w = 0
-    p[lo + 3] = 0.7             # c: λ = softplus(0.7) everywhere
+    p[lo : lo + 3] = 0.0  # w = 0
+    p[lo + 3] = 0.7  # c: λ = softplus(0.7) everywhere
     st = m.loss_and_grad(p, t, values, mask, eps, t0=0.0)
     lam = math.log1p(math.exp(0.7))
     n_events = mask.any(axis=2).sum()
@@ -324,7 +359,7 @@ def test_poisson_gradient_matches_finite_differences():
     t, values, mask, eps = _problem(22)
     p = m.init_params(np.random.default_rng(23))
     lo = m.cell.n_params + m.rec_out.n_params + m.field.n_params
-    p[lo:lo + 4] = np.random.default_rng(24).normal(0, 0.5, 4)
+    p[lo : lo + 4] = np.random.default_rng(24).normal(0, 0.5, 4)
     st = m.loss_and_grad(p, t, values, mask, eps, t0=0.0)
     assert st.poisson_nll != 0.0
     fd = _fd(lambda q: m.loss_and_grad(q, t, values, mask, eps, t0=0.0).loss, p)
@@ -340,8 +375,10 @@ def _physionet_files(directory, n=6, seed=0):
     for rid in range(n):
         lines = ["Time,Parameter,Value", f"00:00,RecordID,{rid}", "00:00,Age,60", "00:00,Weight,80"]
         for _ in range(15):
-            lines.append(f"{int(rng.integers(0, 48)):02d}:{int(rng.integers(0, 60)):02d},{rng.choice(names)},"
-                         f"{rng.normal(50, 10):.1f}")
+            lines.append(
+                f"{int(rng.integers(0, 48)):02d}:{int(rng.integers(0, 60)):02d},{rng.choice(names)},"
+                f"{rng.normal(50, 10):.1f}"
+            )
         _write(directory / f"{rid}.txt", lines)
 
 
@@ -352,13 +389,46 @@ def test_compare_physionet_and_latent_spiral(tmp_path, capsys):
     data.mkdir()
     _physionet_files(data)
     out = tmp_path / "out"
-    code = main(["--task", "physionet", "--data", str(data), "--iters", "2", "--batch-size", "2", "--methods",
-                 "vanilla", "--out", str(out), "--quiet", "--no-plot"])
+    code = main(
+        [
+            "--task",
+            "physionet",
+            "--data",
+            str(data),
+            "--iters",
+            "2",
+            "--batch-size",
+            "2",
+            "--methods",
+            "vanilla",
+            "--out",
+            str(out),
+            "--quiet",
+            "--no-plot",
+        ]
+    )
     assert code == 0 and (out / "table.csv").exists()
     assert "Vanilla Latent ODE" in (out / "table.md").read_text()
     out2 = tmp_path / "spiral"
-    code = main(["--task", "latent-spiral", "--n-obs", "30", "--iters", "2", "--batch-size", "4", "--hidden", "6",
-                 "--methods", "vanilla,local-biased", "--out", str(out2), "--quiet"])
+    code = main(
+        [
+            "--task",
+            "latent-spiral",
+            "--n-obs",
+            "30",
+            "--iters",
+            "2",
+            "--batch-size",
+            "4",
+            "--hidden",
+            "6",
+            "--methods",
+            "vanilla,local-biased",
+            "--out",
+            str(out2),
+            "--quiet",
+        ]
+    )
     assert code == 0 and (out2 / "predictions.png").stat().st_size > 0
     text = (out2 / "table.md").read_text()
     assert "Chen's spirals" in text and "Local Biased ERNODE" in text

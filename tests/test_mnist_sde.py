@@ -10,13 +10,14 @@
 * training runs are bit-identical when repeated, and every method sees the same Brownian seeds;
 * ``lrnde compare --task mnist-sde`` writes its table.
 """
+
 import csv
 import json
 
 import numpy as np
 import pytest
-
 from idx_files import mnist_files
+
 from lrnde_np import cli
 from lrnde_np.models import MNISTSDETask, NeuralSDE, Regularization
 from lrnde_np.models.nsde import interpolate_steps
@@ -54,8 +55,12 @@ def blocks(task):
     """Index ranges of the encoder, drift, diffusion and classifier parameters."""
     o = task._offsets
     k = task.nsde.n_drift
-    return {"encoder": (o[0], o[1]), "drift": (o[1], o[1] + k), "diffusion": (o[1] + k, o[2]),
-            "classifier": (o[2], o[3])}
+    return {
+        "encoder": (o[0], o[1]),
+        "drift": (o[1], o[1] + k),
+        "diffusion": (o[1] + k, o[2]),
+        "classifier": (o[2], o[3]),
+    }
 
 
 def replay_loss(task, params, images, labels, path, lam_global=0.0):
@@ -64,8 +69,7 @@ def replay_loss(task, params, images, labels, path, lam_global=0.0):
     We, be = task._dense(task.encoder, p_enc)
     Wc, bc = task._dense(task.classifier, p_cls)
     z0 = images @ We.T + be
-    sol = task.nsde.solve(np.ascontiguousarray(z0).ravel(), np.ascontiguousarray(p_sde), path=path,
-                          record_steps=True)
+    sol = task.nsde.solve(np.ascontiguousarray(z0).ravel(), np.ascontiguousarray(p_sde), path=path, record_steps=True)
     loss, _ = softmax_cross_entropy(sol.x[-1].reshape(z0.shape) @ Wc.T + bc, labels)
     return loss + lam_global * float(np.sum(sol.steps.error_estimate * sol.steps.dt))
 
@@ -77,7 +81,7 @@ def test_wrappers_slice_the_shared_vector():
     rng = np.random.default_rng(0)
     p = rng.standard_normal(nsde.n_params)
     pf, pg = nsde.split_params(p)
-    x = rng.standard_normal(6)                   # a batch of two states
+    x = rng.standard_normal(6)  # a batch of two states
     out = np.empty(6)
     nsde.f(0.3, x, p, out)
     np.testing.assert_allclose(out, drift.forward(x, pf), rtol=1e-14)
@@ -88,14 +92,14 @@ def test_wrappers_slice_the_shared_vector():
     nsde.f_vjp(0.3, x, p, a, out_x, out_p)
     ref_x, ref_p = drift.vjp_py(x, pf, a)
     np.testing.assert_allclose(out_x, ref_x, rtol=1e-13)
-    np.testing.assert_allclose(out_p[:pf.size], ref_p, rtol=1e-13)
-    assert np.all(out_p[pf.size:] == 0.0)
+    np.testing.assert_allclose(out_p[: pf.size], ref_p, rtol=1e-13)
+    assert np.all(out_p[pf.size :] == 0.0)
     out_p[:] = np.nan
     nsde.g_vjp(0.3, x, p, a, out_x, out_p)
     ref_x, ref_p = diffusion.vjp_py(x, pg, a)
     np.testing.assert_allclose(out_x, ref_x, rtol=1e-13)
-    np.testing.assert_allclose(out_p[pf.size:], ref_p, rtol=1e-13)
-    assert np.all(out_p[:pf.size] == 0.0)
+    np.testing.assert_allclose(out_p[pf.size :], ref_p, rtol=1e-13)
+    assert np.all(out_p[: pf.size] == 0.0)
 
 
 def test_interpolate_steps_is_linear_between_step_ends(task, params):
@@ -115,9 +119,9 @@ def test_step_gradient_matches_finite_differences_on_the_frozen_path(task, param
     images, labels = task.sample_batch(np.random.default_rng(3))
     out, fp = task.forward_backward(params, images, labels, Regularization(kind), lam, 1234, None)
     path = fp.sol.path
-    assert len(fp.sol.steps) > 3                          # an adaptive solve with several steps
+    assert len(fp.sol.steps) > 3  # an adaptive solve with several steps
     base = replay_loss(task, params, images, labels, path, lam)
-    np.testing.assert_allclose(base, out.loss, rtol=1e-12)   # the replay is the forward map
+    np.testing.assert_allclose(base, out.loss, rtol=1e-12)  # the replay is the forward map
     rng = np.random.default_rng(8)
     eps = 1e-6
     for name, (lo, hi) in blocks(task).items():
@@ -125,45 +129,63 @@ def test_step_gradient_matches_finite_differences_on_the_frozen_path(task, param
         for _ in range(2):
             d = np.zeros_like(params)
             d[lo:hi] = rng.standard_normal(hi - lo)
-            fd = (replay_loss(task, params + eps * d, images, labels, path, lam)
-                  - replay_loss(task, params - eps * d, images, labels, path, lam)) / (2 * eps)
+            fd = (
+                replay_loss(task, params + eps * d, images, labels, path, lam)
+                - replay_loss(task, params - eps * d, images, labels, path, lam)
+            ) / (2 * eps)
             np.testing.assert_allclose(out.grad @ d, fd, rtol=2e-6, atol=1e-9, err_msg=name)
 
 
-@pytest.mark.parametrize("kind, state", [("local_unbiased", "interpolate"), ("local_unbiased", "saved"),
-                                         ("local_biased", "interpolate")])
+@pytest.mark.parametrize(
+    "kind, state", [("local_unbiased", "interpolate"), ("local_unbiased", "saved"), ("local_biased", "interpolate")]
+)
 def test_local_regularizer_gradient_reaches_drift_and_diffusion(task, params, kind, state):
     if state != task.nsde.unbiased_state:
         task = make_task(unbiased_state=state)
     images, labels = task.sample_batch(np.random.default_rng(4))
     lam = 50.0
-    with_reg, fp = task.forward_backward(params, images, labels, Regularization(kind), lam, 77,
-                                         np.random.default_rng(9))
-    without, fp0 = task.forward_backward(params, images, labels, Regularization(kind), 0.0, 77,
-                                         np.random.default_rng(9))
+    with_reg, fp = task.forward_backward(
+        params, images, labels, Regularization(kind), lam, 77, np.random.default_rng(9)
+    )
+    without, fp0 = task.forward_backward(
+        params, images, labels, Regularization(kind), 0.0, 77, np.random.default_rng(9)
+    )
     assert fp.t_reg == fp0.t_reg and 0.0 <= fp.t_reg < 1.0
     assert with_reg.reg_value > 0 and with_reg.nfe_reg > 0
     diff = with_reg.grad - without.grad
     b = blocks(task)
-    for name in ("encoder", "classifier"):                  # X(t_reg) is held constant
+    for name in ("encoder", "classifier"):  # X(t_reg) is held constant
         lo, hi = b[name]
         assert np.all(diff[lo:hi] == 0.0), name
     local = fp.local
     p_sde = np.ascontiguousarray(task.split_params(params)[1])
     off = b["drift"][0]
-    np.testing.assert_allclose(diff[off:off + p_sde.size], lam * local.grad_p, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(diff[off : off + p_sde.size], lam * local.grad_p, rtol=1e-9, atol=1e-12)
     if state == "saved":
         x_reg = fp.sol.x[0]
-        assert fp.sol.t[0] == fp.t_reg and fp.output_row == 1   # t_reg is a saved point of the main solve
+        assert fp.sol.t[0] == fp.t_reg and fp.output_row == 1  # t_reg is a saved point of the main solve
     elif kind == "local_unbiased":
         x_reg = interpolate_steps(fp.sol, fp.t_reg)
-        assert fp.sol.t.tolist() == [1.0]                       # the vanilla solve: t1 its only stop
+        assert fp.sol.t.tolist() == [1.0]  # the vanilla solve: t1 its only stop
     else:
         x_reg = fp.sol.steps.x[fp.reg_step]
         assert fp.t_reg == fp.sol.steps.t[fp.reg_step] and 1 <= fp.reg_step < len(fp.sol.steps)
     nsde = task.nsde
-    R, _, _ = sde_frozen_step_regularizer(nsde.f, nsde.g, None, None, fp.t_reg, local.dt, x_reg, p_sde, local.dW,
-                                          local.dZ, nsde.rtol, nsde.atol, compute_grad=False)
+    R, _, _ = sde_frozen_step_regularizer(
+        nsde.f,
+        nsde.g,
+        None,
+        None,
+        fp.t_reg,
+        local.dt,
+        x_reg,
+        p_sde,
+        local.dW,
+        local.dZ,
+        nsde.rtol,
+        nsde.atol,
+        compute_grad=False,
+    )
     np.testing.assert_allclose(R, local.value, rtol=1e-12)
     rng = np.random.default_rng(10)
     eps = 1e-6
@@ -172,11 +194,27 @@ def test_local_regularizer_gradient_reaches_drift_and_diffusion(task, params, ki
         assert np.any(local.grad_p[lo:hi] != 0.0), name
         d = np.zeros(p_sde.size)
         d[lo:hi] = rng.standard_normal(hi - lo)
-        vals = [sde_frozen_step_regularizer(nsde.f, nsde.g, None, None, fp.t_reg, local.dt, x_reg, p_sde + s * d,
-                                            local.dW, local.dZ, nsde.rtol, nsde.atol, compute_grad=False)[0]
-                for s in (eps, -eps)]
-        np.testing.assert_allclose(local.grad_p @ d, (vals[0] - vals[1]) / (2 * eps), rtol=1e-5, atol=1e-12,
-                                   err_msg=name)
+        vals = [
+            sde_frozen_step_regularizer(
+                nsde.f,
+                nsde.g,
+                None,
+                None,
+                fp.t_reg,
+                local.dt,
+                x_reg,
+                p_sde + s * d,
+                local.dW,
+                local.dZ,
+                nsde.rtol,
+                nsde.atol,
+                compute_grad=False,
+            )[0]
+            for s in (eps, -eps)
+        ]
+        np.testing.assert_allclose(
+            local.grad_p @ d, (vals[0] - vals[1]) / (2 * eps), rtol=1e-5, atol=1e-12, err_msg=name
+        )
 
 
 def run(task, kind, seed=1):
@@ -200,10 +238,17 @@ def test_training_repeats_bit_for_bit(task, kind):
 def test_interrupted_and_resumed_run_is_bit_identical(task, tmp_path):
     # the Brownian seeds come from the training loop's generator, whose state the checkpoint keeps
     kind, iters = "local_unbiased", 5
-    reference = train(task, Regularization(kind), TrainConfig(iters=iters, lr=1e-2, lam=100.0, seed=2,
-                                                                progress=False))
-    cfg = TrainConfig(iters=iters, lr=1e-2, lam=100.0, seed=2, progress=False, checkpoint=str(tmp_path / "ck.npz"),
-                      checkpoint_every=2, checkpoint_seconds=1e9)
+    reference = train(task, Regularization(kind), TrainConfig(iters=iters, lr=1e-2, lam=100.0, seed=2, progress=False))
+    cfg = TrainConfig(
+        iters=iters,
+        lr=1e-2,
+        lam=100.0,
+        seed=2,
+        progress=False,
+        checkpoint=str(tmp_path / "ck.npz"),
+        checkpoint_every=2,
+        checkpoint_seconds=1e9,
+    )
 
     def stop(it, record):
         if it == 2:
@@ -226,7 +271,7 @@ def test_methods_see_the_same_brownian_seeds(task):
     assert a.records["nfe_forward"][0] == b.records["nfe_forward"][0]
     assert a.records["task_loss"][0] == b.records["task_loss"][0]
     rng = np.random.default_rng(0)
-    assert task.draw_noise(rng)[0] != task.draw_noise(rng)[0]     # a new seed every iteration
+    assert task.draw_noise(rng)[0] != task.draw_noise(rng)[0]  # a new seed every iteration
 
 
 def test_evaluation_is_deterministic(task, params):
@@ -249,8 +294,15 @@ def test_bad_arguments(task, params):
     with pytest.raises(ValueError, match="seed"):
         task.forward_backward(params, images, labels, Regularization("none"), 0.0, None, None)
     with pytest.raises(ValueError, match="heuristic"):
-        task.forward_backward(params, images, labels, Regularization("local_unbiased", heuristic="stiffness"), 1.0,
-                              1, np.random.default_rng(0))
+        task.forward_backward(
+            params,
+            images,
+            labels,
+            Regularization("local_unbiased", heuristic="stiffness"),
+            1.0,
+            1,
+            np.random.default_rng(0),
+        )
     with pytest.raises(TypeError, match="rng"):
         task.forward_backward(params, images, labels, Regularization("local_unbiased"), 1.0, 1, 5)
 
@@ -260,9 +312,27 @@ def test_compare_mnist_sde_writes_the_table(tmp_path, capsys):
     data.mkdir()
     rng = np.random.default_rng(3)
     mnist_files(data, rng.integers(0, 256, (50, 6, 6)), rng.integers(0, 10, 50))
-    argv = ["compare", "--task", "mnist-sde", "--data", str(data), "--n-train", "30", "--hidden", "4",
-            "--batch-size", "10", "--iters", "2", "--methods", "vanilla,local-unbiased,local-biased", "--out",
-            str(tmp_path / "out"), "--no-plot", "--quiet"]
+    argv = [
+        "compare",
+        "--task",
+        "mnist-sde",
+        "--data",
+        str(data),
+        "--n-train",
+        "30",
+        "--hidden",
+        "4",
+        "--batch-size",
+        "10",
+        "--iters",
+        "2",
+        "--methods",
+        "vanilla,local-unbiased,local-biased",
+        "--out",
+        str(tmp_path / "out"),
+        "--no-plot",
+        "--quiet",
+    ]
     assert cli.main(argv) == 0
     with open(tmp_path / "out" / "table.csv", newline="") as fh:
         rows = list(csv.reader(fh))

@@ -1,4 +1,5 @@
 """MLP right-hand sides against an autograd-differentiated NumPy twin; losses; Adam."""
+
 import math
 
 import autograd
@@ -34,8 +35,13 @@ def mlp_problems(draw, activations=ACTIVATION_NAMES):
     widths = [draw(st.integers(1, 12)) for _ in range(n_hidden + 2)]
     hidden = [draw(st.sampled_from(activations)) for _ in range(n_hidden)]
     final = draw(st.sampled_from([None] + list(activations)))
-    mlp = MLP(widths, hidden, time_input=draw(st.sampled_from(["none", "first", "all"])),
-              input_transform=draw(st.sampled_from(["none", "cube"])), final_activation=final)
+    mlp = MLP(
+        widths,
+        hidden,
+        time_input=draw(st.sampled_from(["none", "first", "all"])),
+        input_transform=draw(st.sampled_from(["none", "cube"])),
+        final_activation=final,
+    )
     batch = draw(st.integers(1, 4))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     y = rng.normal(size=(batch, mlp.input_dim))
@@ -49,6 +55,7 @@ def mlp_problems(draw, activations=ACTIVATION_NAMES):
 def autograd_vjp(mlp, y, p, t, cotangent):
     def pairing(y_, p_):
         return anp.sum(reference_forward(mlp, y_, p_, t, anp) * cotangent)
+
     return autograd.grad(pairing, 0)(y, p), autograd.grad(pairing, 1)(y, p)
 
 
@@ -134,15 +141,14 @@ def test_layers_large_enough_for_blas_match_the_twin(time_input):
 @pytest.mark.parametrize("name", ACTIVATION_NAMES)
 def test_activations_and_slopes_stay_finite_for_extreme_inputs(name):
     mlp = MLP((1, 1), [], final_activation=name)
-    p = np.array([1.0, 0.0])                         # W = 1, b = 0: the output is act(y)
+    p = np.array([1.0, 0.0])  # W = 1, b = 0: the output is act(y)
     y = np.array([-800.0, -30.0, 30.0, 800.0])
     sigmoid = np.array([0.0, math.exp(-30.0) / (1 + math.exp(-30.0)), 1 / (1 + math.exp(-30.0)), 1.0])
     expected_value, expected_slope = {
         "identity": (y, np.ones(4)),
         "tanh": (np.tanh(y), 1.0 - np.tanh(y) ** 2),
         "relu": (np.maximum(y, 0.0), (y > 0).astype(float)),
-        "softplus": (np.array([0.0, math.log1p(math.exp(-30.0)), 30.0 + math.log1p(math.exp(-30.0)), 800.0]),
-                     sigmoid),
+        "softplus": (np.array([0.0, math.log1p(math.exp(-30.0)), 30.0 + math.log1p(math.exp(-30.0)), 800.0]), sigmoid),
         "swish": (y * sigmoid, sigmoid * (1.0 + y * (1.0 - sigmoid))),
     }[name]
     np.testing.assert_allclose(mlp.forward(y, p), expected_value, rtol=1e-15, atol=1e-300)
@@ -204,15 +210,18 @@ def test_entry_points_are_shared_by_equal_architectures():
     assert MLP((2, 50, 2), "tanh").rhs is not first.rhs
 
 
-@pytest.mark.parametrize("call, argname", [
-    (lambda m, y, p: m.rhs(0.0, y[:-1], p, np.empty(2)), "y"),
-    (lambda m, y, p: m.rhs(0.0, y, p[:-1], np.empty(4)), "p"),
-    (lambda m, y, p: m.rhs(0.0, y, p, np.empty(3)), "out"),
-    (lambda m, y, p: m.vjp(0.0, y, p, np.empty(3), np.empty(4), np.empty(p.size)), "a"),
-    (lambda m, y, p: m.vjp(0.0, y, p, np.empty(4), np.empty(3), np.empty(p.size)), "out_y"),
-    (lambda m, y, p: m.vjp(0.0, y, p, np.empty(4), np.empty(4), np.empty(p.size + 1)), "out_p"),
-    (lambda m, y, p: m.jvp(0.0, y, p, np.empty(3), np.empty(4)), "v"),
-])
+@pytest.mark.parametrize(
+    "call, argname",
+    [
+        (lambda m, y, p: m.rhs(0.0, y[:-1], p, np.empty(2)), "y"),
+        (lambda m, y, p: m.rhs(0.0, y, p[:-1], np.empty(4)), "p"),
+        (lambda m, y, p: m.rhs(0.0, y, p, np.empty(3)), "out"),
+        (lambda m, y, p: m.vjp(0.0, y, p, np.empty(3), np.empty(4), np.empty(p.size)), "a"),
+        (lambda m, y, p: m.vjp(0.0, y, p, np.empty(4), np.empty(3), np.empty(p.size)), "out_y"),
+        (lambda m, y, p: m.vjp(0.0, y, p, np.empty(4), np.empty(4), np.empty(p.size + 1)), "out_p"),
+        (lambda m, y, p: m.jvp(0.0, y, p, np.empty(3), np.empty(4)), "v"),
+    ],
+)
 def test_entry_points_reject_mismatched_lengths(call, argname):
     mlp = ENTRY_POINT_CASES[0]
     with pytest.raises(ValueError, match=f"^{argname}:"):
@@ -224,7 +233,7 @@ def test_solver_integrates_the_mlp_field():
 
     mlp = MLP((2, 16, 2), "tanh", time_input="all")
     p = mlp.init_params(3)
-    y0 = np.array([0.5, -1.0, 1.5, 0.25])     # a batch of two states
+    y0 = np.array([0.5, -1.0, 1.5, 0.25])  # a batch of two states
     sol = solve_ode(mlp.rhs, (0.0, 2.0), y0, p, rtol=1e-10, atol=1e-12, saveat=[2.0])
     assert sol.success
     twin = lambda t, y: reference_forward(mlp, y.reshape(2, 2), p, t).ravel()  # noqa: E731
@@ -266,25 +275,28 @@ def test_init_params_is_deterministic_and_scaled():
     np.testing.assert_array_equal(p, mlp.init_params(np.random.default_rng(7)))
     assert not np.array_equal(p, mlp.init_params(8))
     (W0, t0, b0), (W1, _, b1), (W2, _, b2) = mlp.unpack_params(p)
-    assert np.max(np.abs(np.concatenate([W0.ravel(), t0]))) <= math.sqrt(6.0 / 6)   # He, fan_in 5 + t
-    assert np.max(np.abs(W1)) <= math.sqrt(6.0 / 80) < np.max(np.abs(W0))           # Glorot
+    assert np.max(np.abs(np.concatenate([W0.ravel(), t0]))) <= math.sqrt(6.0 / 6)  # He, fan_in 5 + t
+    assert np.max(np.abs(W1)) <= math.sqrt(6.0 / 80) < np.max(np.abs(W0))  # Glorot
     assert np.max(np.abs(W2)) <= math.sqrt(6.0 / 43)
     assert not np.any(b0) and not np.any(b1) and not np.any(b2)
     with pytest.raises(TypeError, match="^rng:"):
         mlp.init_params("seed")
 
 
-@pytest.mark.parametrize("kwargs, argname", [
-    (dict(widths=(2,), activations="tanh"), "widths"),
-    (dict(widths=(2, 0, 2), activations="tanh"), "widths"),
-    (dict(widths=(2, 2.5, 2), activations="tanh"), "widths"),
-    (dict(widths=5, activations="tanh"), "widths"),
-    (dict(widths=(2, 3, 2), activations="sigmoid"), "activations"),
-    (dict(widths=(2, 3, 2), activations=["tanh", "tanh"]), "activations"),
-    (dict(widths=(2, 3, 2), activations="tanh", time_input="last"), "time_input"),
-    (dict(widths=(2, 3, 2), activations="tanh", input_transform="square"), "input_transform"),
-    (dict(widths=(2, 3, 2), activations="tanh", final_activation="softmax"), "final_activation"),
-])
+@pytest.mark.parametrize(
+    "kwargs, argname",
+    [
+        (dict(widths=(2,), activations="tanh"), "widths"),
+        (dict(widths=(2, 0, 2), activations="tanh"), "widths"),
+        (dict(widths=(2, 2.5, 2), activations="tanh"), "widths"),
+        (dict(widths=5, activations="tanh"), "widths"),
+        (dict(widths=(2, 3, 2), activations="sigmoid"), "activations"),
+        (dict(widths=(2, 3, 2), activations=["tanh", "tanh"]), "activations"),
+        (dict(widths=(2, 3, 2), activations="tanh", time_input="last"), "time_input"),
+        (dict(widths=(2, 3, 2), activations="tanh", input_transform="square"), "input_transform"),
+        (dict(widths=(2, 3, 2), activations="tanh", final_activation="softmax"), "final_activation"),
+    ],
+)
 def test_bad_construction_arguments_name_the_argument(kwargs, argname):
     with pytest.raises(ValueError, match=f"^{argname}:"):
         MLP(**kwargs)
@@ -312,8 +324,10 @@ def test_bad_call_arguments_name_the_argument():
 def test_regression_loss_gradients_match_autograd(rows, cols, seed):
     rng = np.random.default_rng(seed)
     pred, target = rng.normal(size=(rows, cols)), rng.normal(size=(rows, cols))
-    for loss_fn, reference in [(mse_loss, lambda x: anp.mean((x - target) ** 2)),
-                               (sum_squares_loss, lambda x: anp.sum((x - target) ** 2))]:
+    for loss_fn, reference in [
+        (mse_loss, lambda x: anp.mean((x - target) ** 2)),
+        (sum_squares_loss, lambda x: anp.sum((x - target) ** 2)),
+    ]:
         loss, grad = loss_fn(pred, target)
         assert loss == pytest.approx(reference(pred), rel=1e-14)
         assert_close(grad, autograd.grad(reference)(pred), 1e-14)
@@ -350,15 +364,18 @@ def test_accuracy_counts_argmax_hits():
     assert accuracy(logits, np.array([1, 0, 0, 0])) == 0.5
 
 
-@pytest.mark.parametrize("call, argname", [
-    (lambda: mse_loss(np.ones(3), np.ones(4)), "target"),
-    (lambda: sum_squares_loss(np.ones((2, 2)), np.ones(4)), "target"),
-    (lambda: softmax_cross_entropy(np.ones(3), np.array([0])), "logits"),
-    (lambda: softmax_cross_entropy(np.ones((2, 3)), np.array([0])), "labels"),
-    (lambda: softmax_cross_entropy(np.ones((2, 3)), np.array([0, 3])), "labels"),
-    (lambda: softmax_cross_entropy(np.ones((2, 3)), np.array([0.0, 1.0])), "labels"),
-    (lambda: accuracy(np.ones((2, 3)), np.array([-1, 0])), "labels"),
-])
+@pytest.mark.parametrize(
+    "call, argname",
+    [
+        (lambda: mse_loss(np.ones(3), np.ones(4)), "target"),
+        (lambda: sum_squares_loss(np.ones((2, 2)), np.ones(4)), "target"),
+        (lambda: softmax_cross_entropy(np.ones(3), np.array([0])), "logits"),
+        (lambda: softmax_cross_entropy(np.ones((2, 3)), np.array([0])), "labels"),
+        (lambda: softmax_cross_entropy(np.ones((2, 3)), np.array([0, 3])), "labels"),
+        (lambda: softmax_cross_entropy(np.ones((2, 3)), np.array([0.0, 1.0])), "labels"),
+        (lambda: accuracy(np.ones((2, 3)), np.array([-1, 0])), "labels"),
+    ],
+)
 def test_losses_reject_bad_shapes(call, argname):
     with pytest.raises(ValueError, match=f"^{argname}:"):
         call()
@@ -410,8 +427,12 @@ def test_adam_reset_and_validation():
     opt.step(params, np.ones(3))
     opt.reset()
     assert opt.step_count == 0 and opt.m is None
-    for kwargs, argname in [(dict(lr=0.0), "lr"), (dict(beta1=1.0), "beta1"), (dict(beta2=-0.1), "beta2"),
-                            (dict(eps=-1.0), "eps")]:
+    for kwargs, argname in [
+        (dict(lr=0.0), "lr"),
+        (dict(beta1=1.0), "beta1"),
+        (dict(beta2=-0.1), "beta2"),
+        (dict(eps=-1.0), "eps"),
+    ]:
         with pytest.raises(ValueError, match=f"^{argname}:"):
             Adam(**kwargs)
     with pytest.raises(ValueError, match="^grad:"):
@@ -471,7 +492,7 @@ def test_vector_tanh_is_within_two_ulp():
         x = rng.uniform(-top, top, 100_000)
         err = ulp_error(vector_tanh(x), x)
         assert err.max() <= bound, (top, float(err.max()))
-    x = np.nextafter(0.625, [-1.0, 2.0])             # both sides of the switch
+    x = np.nextafter(0.625, [-1.0, 2.0])  # both sides of the switch
     assert ulp_error(vector_tanh(x), x).max() <= bound
 
 
@@ -479,8 +500,8 @@ def test_vector_tanh_special_values():
     x = np.array([0.0, -0.0, np.inf, -np.inf, 5e-324, -5e-324, 1e-310, 20.0, -20.0, 1e308, -1e308])
     t = vector_tanh(x)
     np.testing.assert_array_equal(t, np.tanh(x))
-    np.testing.assert_array_equal(np.signbit(t), np.signbit(x))          # tanh(−0) = −0
-    assert np.isnan(vector_tanh(np.array([np.nan, -np.nan]))).all()      # NaN propagates, never ±1
+    np.testing.assert_array_equal(np.signbit(t), np.signbit(x))  # tanh(−0) = −0
+    assert np.isnan(vector_tanh(np.array([np.nan, -np.nan]))).all()  # NaN propagates, never ±1
 
 
 @settings(max_examples=60, deadline=None)
@@ -491,5 +512,5 @@ def test_vector_tanh_is_odd_bounded_and_in_place_safe(values):
     np.testing.assert_array_equal(vector_tanh(-x), -t)
     assert np.all(np.abs(t) <= 1.0) and np.all(np.sign(t) == np.sign(x))
     y = x.copy()
-    tanh_into(y, y)                                   # a may be z: the MLP reuses buffers
+    tanh_into(y, y)  # a may be z: the MLP reuses buffers
     np.testing.assert_array_equal(y, t)

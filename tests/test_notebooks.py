@@ -1,5 +1,6 @@
 """Every notebook in examples/ executes without error (nbclient, a kernel on this interpreter), in under 2 minutes,
 and is stored with its outputs stripped."""
+
 import os
 import pathlib
 import sys
@@ -47,9 +48,13 @@ def test_notebook_executes(path, tmp_path):
     env_backend = os.environ.get("MPLBACKEND")
     os.environ["MPLBACKEND"] = "Agg"
     try:
-        client = nbclient.NotebookClient(nb, timeout=TIME_LIMIT_S, kernel_name="python3",
-                                         kernel_manager_class=_this_python_kernel_manager(),
-                                         resources={"metadata": {"path": str(tmp_path)}})
+        client = nbclient.NotebookClient(
+            nb,
+            timeout=TIME_LIMIT_S,
+            kernel_name="python3",
+            kernel_manager_class=_this_python_kernel_manager(),
+            resources={"metadata": {"path": str(tmp_path)}},
+        )
         t0 = time.perf_counter()
         client.execute()
         elapsed = time.perf_counter() - t0

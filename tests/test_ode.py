@@ -2,9 +2,10 @@
 linear systems, the stiffness estimate, stop statuses, argument checking, the PI controller, stats and step
 records.  Every number asserted here is measured by the test itself; the bounds are explained where they are
 set."""
+
 import math
 import warnings
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pytest
@@ -16,8 +17,18 @@ from scipy.linalg import expm
 
 from lrnde_np import ERK_TABLEAUS, solve_ode
 from lrnde_np.ode import DT_MIN, MAX_STEPS, NONFINITE, SUCCESS, PythonRHSWarning
-from lrnde_np.ode.control import (BETA1, BETA2, GAMMA, QMAX, QMIN, QOLDINIT, error_estimate, pi_defaults,
-                                  pi_propose, rms_norm)
+from lrnde_np.ode.control import (
+    BETA1,
+    BETA2,
+    GAMMA,
+    QMAX,
+    QMIN,
+    QOLDINIT,
+    error_estimate,
+    pi_defaults,
+    pi_propose,
+    rms_norm,
+)
 from lrnde_np.ode.solve import control_array
 
 ADAPTIVE = ["tsit5", "dp5", "bs3"]
@@ -87,6 +98,7 @@ def numpy_rhs(f, p):
         out = np.empty_like(y)
         f.py_func(t, y, p, out)
         return out
+
     return fun
 
 
@@ -125,10 +137,7 @@ def test_fixed_step_convergence_order(method, order, h0):
 
 ARENSTORF_PERIOD = 17.0652165601579625588917206249
 ARENSTORF_Y0 = (0.994, 0.0, 0.0, -2.00158510637908252240537862224)
-_LINEAR_M = np.array([[-0.6, 1.2, 0.0, 0.3],
-                      [-1.0, -0.2, 0.4, 0.0],
-                      [0.2, -0.5, -0.8, 1.5],
-                      [0.0, 0.1, -1.4, -0.3]])
+_LINEAR_M = np.array([[-0.6, 1.2, 0.0, 0.3], [-1.0, -0.2, 0.4, 0.0], [0.2, -0.5, -0.8, 1.5], [0.0, 0.1, -1.4, -0.3]])
 
 PROBLEMS = {
     "lotka_volterra": (lotka_volterra, (1.0, 1.0), (1.5, 1.0, 3.0, 1.0), 10.0),
@@ -139,7 +148,7 @@ PROBLEMS = {
 SAVE_POINTS = 51
 
 
-@lru_cache(maxsize=None)
+@cache
 def reference(name):
     f, y0, p, T = PROBLEMS[name]
     ts = np.linspace(0.0, T, SAVE_POINTS)
@@ -150,7 +159,7 @@ def reference(name):
     return ts, ref.y.T
 
 
-@lru_cache(maxsize=None)
+@cache
 def scipy_rk45_error(name, tol):
     f, y0, p, T = PROBLEMS[name]
     ts, ref = reference(name)
@@ -307,8 +316,9 @@ def test_backward_solve_recovers_the_initial_state(problem):
 def test_stiffness_estimate_on_linear_scalar_is_abs_lambda(method, lam):
     # Ten time constants, so that y (≥ 4.5e-5) and the stage differences stay far from underflow.
     kwargs = dict(dt=0.2 / abs(lam), adaptive=False) if method == "rk4" else dict(rtol=1e-6, atol=1e-9)
-    sol = solve_ode(linear, (0.0, 10.0 / abs(lam)), np.array([1.0]), np.array([lam]), method=method,
-                    record_steps=True, **kwargs)
+    sol = solve_ode(
+        linear, (0.0, 10.0 / abs(lam)), np.array([1.0]), np.array([lam]), method=method, record_steps=True, **kwargs
+    )
     assert sol.success
     S = sol.steps.stiffness_estimate
     assert S.size == sol.stats["accepted"] > 0
@@ -321,8 +331,9 @@ def test_stiffness_estimate_on_linear_scalar_is_abs_lambda(method, lam):
 
 def test_stiffness_estimate_lies_between_the_eigenvalues():
     lams = np.array([-2.0, -50.0])
-    sol = solve_ode(linear, (0.0, 1.0), np.array([1.0, 1.0]), np.diag(lams).ravel(), rtol=1e-6, atol=1e-9,
-                    record_steps=True)
+    sol = solve_ode(
+        linear, (0.0, 1.0), np.array([1.0, 1.0]), np.diag(lams).ravel(), rtol=1e-6, atol=1e-9, record_steps=True
+    )
     S = sol.steps.stiffness_estimate
     assert np.all(S >= 2.0 * (1 - 1e-9)) and np.all(S <= 50.0 * (1 + 1e-9))
     assert S[0] > 25.0  # the fast mode dominates the first steps, the slow one once it has decayed
@@ -482,16 +493,21 @@ def _ordinarydiffeq_pi(E, dt, errold, beta1, beta2, gamma, qmin, qmax, qoldinit)
     if E == 0.0:
         q, q11 = 1.0 / qmax, 0.0
     else:
-        q11 = E ** beta1
-        q = min(1.0 / qmin, max(1.0 / qmax, q11 / errold ** beta2 / gamma))
+        q11 = E**beta1
+        q = min(1.0 / qmin, max(1.0 / qmax, q11 / errold**beta2 / gamma))
     if E <= 1.0:
         return True, dt / q, max(E, qoldinit)
     return False, dt / min(1.0 / qmin, q11 / gamma), errold
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.one_of(st.just(0.0), st.floats(1e-8, 20.0)), st.floats(1e-4, 1.0), st.floats(1e-4, 1.0),
-       st.sampled_from([1.0, -1.0]), st.sampled_from([3, 5]))
+@given(
+    st.one_of(st.just(0.0), st.floats(1e-8, 20.0)),
+    st.floats(1e-4, 1.0),
+    st.floats(1e-4, 1.0),
+    st.sampled_from([1.0, -1.0]),
+    st.sampled_from([3, 5]),
+)
 def test_pi_propose_matches_ordinarydiffeq(E, errold, dt, sign, order):
     d = pi_defaults(order)
     ctrl = control_array(ERK_TABLEAUS["tsit5"], 0.0, 1.0, None, None, None, d)
@@ -507,7 +523,7 @@ def test_error_estimate_is_the_scaled_rms_norm():
     atol = np.full(5, 1e-6)
     sc = atol + 1e-3 * np.maximum(np.abs(y_old), np.abs(y_new))
     assert error_estimate(err, y_old, y_new, 1e-3, atol) == pytest.approx(np.sqrt(np.mean((err / sc) ** 2)), rel=1e-14)
-    assert rms_norm(err) == pytest.approx(np.sqrt(np.mean(err ** 2)), rel=1e-14)
+    assert rms_norm(err) == pytest.approx(np.sqrt(np.mean(err**2)), rel=1e-14)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -541,8 +557,7 @@ def test_nfe_of_fixed_step_methods(method, evals_per_step):
 def test_step_records(method, t_span):
     f, y0, p, _ = PROBLEMS["lotka_volterra"]
     t0, t1 = t_span
-    sol = solve_ode(f, t_span, np.array(y0), np.array(p), method=method, rtol=1e-6, atol=1e-8,
-                    record_states=True)
+    sol = solve_ode(f, t_span, np.array(y0), np.array(p), method=method, rtol=1e-6, atol=1e-8, record_states=True)
     steps = sol.steps
     n = sol.stats["accepted"]
     assert sol.success and len(steps) == n and steps.K.shape == (n, ERK_TABLEAUS[method].n_stages, 2)
@@ -569,8 +584,9 @@ def test_step_records(method, t_span):
     terms = np.abs(tab.btilde[:, None] * steps.K[j])
     cancellation = np.max(terms.sum(axis=0) / np.abs(tab.btilde @ steps.K[j]))
     rel = 4 * tab.n_stages * np.finfo(float).eps * cancellation
-    assert error_estimate(err, steps.y[j], steps.y[j + 1], 1e-6, atol) == pytest.approx(steps.error_estimate[j],
-                                                                                         rel=max(rel, 1e-14))
+    assert error_estimate(err, steps.y[j], steps.y[j + 1], 1e-6, atol) == pytest.approx(
+        steps.error_estimate[j], rel=max(rel, 1e-14)
+    )
 
 
 def test_saveat_bookkeeping():

@@ -1,4 +1,5 @@
 """Chen's Table 1 models (lrnde_np.models.odenet): hand-written backprop against autograd and finite differences."""
+
 import autograd
 import autograd.numpy as anp
 import numpy as np
@@ -22,12 +23,12 @@ def _model(kind, **kw):
 def resnet_twin(model, params, x, labels):
     """The ResNet's loss written with autograd.numpy, sharing only the parameter layout."""
     o = model._offsets
-    W_in = anp.reshape(params[o[0]:o[1]], (DIM, IN))
-    h = anp.tanh(anp.dot(x, W_in.T) + params[o[1]:o[2]])
+    W_in = anp.reshape(params[o[0] : o[1]], (DIM, IN))
+    h = anp.tanh(anp.dot(x, W_in.T) + params[o[1] : o[2]])
     for i in range(model.n_blocks):
-        h = h + reference_forward(model.block, h, params[o[2 + i]:o[3 + i]], t=i / model.n_blocks, xp=anp)
+        h = h + reference_forward(model.block, h, params[o[2 + i] : o[3 + i]], t=i / model.n_blocks, xp=anp)
     k = 2 + model.n_blocks
-    logits = anp.dot(h, anp.reshape(params[o[k]:o[k + 1]], (10, DIM)).T) + params[o[k + 1]:o[k + 2]]
+    logits = anp.dot(h, anp.reshape(params[o[k] : o[k + 1]], (10, DIM)).T) + params[o[k + 1] : o[k + 2]]
     shifted = logits - anp.max(logits, axis=1, keepdims=True)
     logp = shifted - anp.log(anp.sum(anp.exp(shifted), axis=1, keepdims=True))
     return -anp.mean(logp[np.arange(BATCH), labels])
@@ -45,14 +46,14 @@ def fd_grad(fun, p, h=1e-5):
 def test_resnet_gradient_matches_autograd_twin_and_finite_differences():
     model = _model("resnet")
     params = model.init_params(np.random.default_rng(1))
-    params += 0.3 * np.random.default_rng(2).normal(size=params.size)   # away from the zero biases
+    params += 0.3 * np.random.default_rng(2).normal(size=params.size)  # away from the zero biases
     x, y = _data()
     loss, grad = model.loss_and_grad(params, x, y)
     assert loss == pytest.approx(float(resnet_twin(model, params, x, y)), rel=1e-12)
-    np.testing.assert_allclose(grad, autograd.grad(lambda q: resnet_twin(model, q, x, y))(params), rtol=1e-9,
-                               atol=1e-12)
-    np.testing.assert_allclose(grad, fd_grad(lambda q: model.loss_and_grad(q, x, y)[0], params), rtol=1e-5,
-                               atol=1e-9)
+    np.testing.assert_allclose(
+        grad, autograd.grad(lambda q: resnet_twin(model, q, x, y))(params), rtol=1e-9, atol=1e-12
+    )
+    np.testing.assert_allclose(grad, fd_grad(lambda q: model.loss_and_grad(q, x, y)[0], params), rtol=1e-5, atol=1e-9)
 
 
 def test_rknet_fixed_steps_gradient_is_the_exact_gradient_of_the_computed_solve():
@@ -62,8 +63,7 @@ def test_rknet_fixed_steps_gradient_is_the_exact_gradient_of_the_computed_solve(
     params += 0.3 * np.random.default_rng(4).normal(size=params.size)
     x, y = _data(1)
     _, grad = model.loss_and_grad(params, x, y)
-    np.testing.assert_allclose(grad, fd_grad(lambda q: model.loss_and_grad(q, x, y)[0], params), rtol=1e-5,
-                               atol=1e-9)
+    np.testing.assert_allclose(grad, fd_grad(lambda q: model.loss_and_grad(q, x, y)[0], params), rtol=1e-5, atol=1e-9)
 
 
 @pytest.mark.parametrize("kind", ["rknet", "odenet"])
@@ -81,15 +81,16 @@ def test_the_three_models_share_stem_head_and_block():
     sizes = {k: _model(k).n_params for k in KINDS}
     block = _model("odenet").block.n_params
     assert sizes["rknet"] == sizes["odenet"]
-    assert sizes["resnet"] - sizes["odenet"] == 2 * block   # 3 blocks against 1
+    assert sizes["resnet"] - sizes["odenet"] == 2 * block  # 3 blocks against 1
     m = _model("odenet")
     p = m.init_params(np.random.default_rng(0))
     x, _ = _data()
     assert m.predict(p, x).shape == (BATCH, 10) and m.last_nfe > 0
 
 
-@pytest.mark.parametrize("kwargs, error", [({"kind": "cnn"}, ValueError), ({"dim": 0}, ValueError),
-                                           ({"fixed_steps": 0}, ValueError)])
+@pytest.mark.parametrize(
+    "kwargs, error", [({"kind": "cnn"}, ValueError), ({"dim": 0}, ValueError), ({"fixed_steps": 0}, ValueError)]
+)
 def test_bad_arguments(kwargs, error):
     call = {"kind": "resnet", "dim": 2, "hidden": 3, "input_dim": 4}
     call.update(kwargs)

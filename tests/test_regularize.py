@@ -4,6 +4,7 @@ The local regularizer's gradient is checked against central finite differences o
 k1 frozen, and against autograd on a plain NumPy twin of the step; the global one against finite differences
 of a replay of the recorded step sequence (dt frozen) through the discrete adjoint.
 """
+
 import math
 
 import autograd
@@ -19,8 +20,14 @@ from lrnde_np.nn import MLP
 from lrnde_np.nn.reference import reference_forward
 from lrnde_np.ode.control import error_estimate
 from lrnde_np.ode.rk import error_vector, rk_stages
-from lrnde_np.regularize import (biased_state, frozen_step_regularizer, global_regularizer, local_regularizer,
-                                 sample_biased, sample_unbiased)
+from lrnde_np.regularize import (
+    biased_state,
+    frozen_step_regularizer,
+    global_regularizer,
+    local_regularizer,
+    sample_biased,
+    sample_unbiased,
+)
 from lrnde_np.tableaus import TSIT5
 
 HEURISTICS = ["error", "error_stiffness", "stiffness"]
@@ -122,9 +129,14 @@ def local_problems(draw):
     hidden = draw(st.integers(1, 6))
     batch = draw(st.integers(1, 3))
     seed = draw(st.integers(0, 2**31 - 1))
-    mlp, p, z = field_problem(seed, hidden, batch, time_input=draw(st.sampled_from(["none", "all"])),
-                              input_transform=draw(st.sampled_from(["none", "cube"])),
-                              scale=draw(st.floats(0.5, 2.0)))
+    mlp, p, z = field_problem(
+        seed,
+        hidden,
+        batch,
+        time_input=draw(st.sampled_from(["none", "all"])),
+        input_transform=draw(st.sampled_from(["none", "cube"])),
+        scale=draw(st.floats(0.5, 2.0)),
+    )
     rtol = 10.0 ** draw(st.floats(-7.0, -2.0))
     atol = 10.0 ** draw(st.floats(-8.0, -3.0))
     t_reg = draw(st.floats(0.0, 0.9))
@@ -135,8 +147,7 @@ def local_problems(draw):
 @given(local_problems(), st.sampled_from(HEURISTICS))
 def test_local_gradient_matches_finite_differences_with_frozen_state_dt_and_k1(problem, heuristic):
     mlp, p, z, rtol, atol, t_reg, seed = problem
-    reg = local_regularizer(mlp.rhs, mlp.vjp, t_reg, 1.0, z, p, rtol, atol, heuristic=heuristic,
-                            stiffness_weight=0.3)
+    reg = local_regularizer(mlp.rhs, mlp.vjp, t_reg, 1.0, z, p, rtol, atol, heuristic=heuristic, stiffness_weight=0.3)
     assert reg.grad_z is None
     # E_est is a residual norm computed by cancellation (err = h Σ btilde_i k_i); below ~1e-3 of the tolerance
     # its rounding noise swamps any finite-difference quotient (autograd below still checks those cases).
@@ -144,13 +155,26 @@ def test_local_gradient_matches_finite_differences_with_frozen_state_dt_and_k1(p
     k1 = mlp.forward(z, p, t_reg)
 
     def R(theta):
-        return frozen_step_regularizer(mlp.rhs, None, t_reg, reg.dt, z, k1, theta, rtol, atol, heuristic=heuristic,
-                                       stiffness_weight=0.3, compute_grad=False)[0]
+        return frozen_step_regularizer(
+            mlp.rhs,
+            None,
+            t_reg,
+            reg.dt,
+            z,
+            k1,
+            theta,
+            rtol,
+            atol,
+            heuristic=heuristic,
+            stiffness_weight=0.3,
+            compute_grad=False,
+        )[0]
 
     assert R(p) == pytest.approx(reg.value, rel=1e-14, abs=0.0)
     # Against autograd on the NumPy twin: the whole gradient.
-    expected = autograd.grad(lambda th: twin_regularizer(mlp, th, z, k1, t_reg, reg.dt, rtol, atol, heuristic, 0.3,
-                                                         False))(p)
+    expected = autograd.grad(
+        lambda th: twin_regularizer(mlp, th, z, k1, t_reg, reg.dt, rtol, atol, heuristic, 0.3, False)
+    )(p)
     tol = twin_tolerance(reg, heuristic, z, k1, rtol, atol, mlp, p, t_reg)
     np.testing.assert_allclose(reg.grad_p, expected, rtol=tol, atol=tol * np.max(np.abs(expected)))
     # Against central finite differences of the compiled forward, along random directions.
@@ -158,8 +182,15 @@ def test_local_gradient_matches_finite_differences_with_frozen_state_dt_and_k1(p
     for _ in range(2 if fd_usable else 0):
         v = rng.normal(size=p.size)
         v /= np.linalg.norm(v)
-        assert fd_close(R, p, v, reg.grad_p @ v, fd_step(reg.value, reg.grad_p),
-                        abs_tol=2e-5 * np.linalg.norm(reg.grad_p) + 1e-14, noise=tol * reg.value)
+        assert fd_close(
+            R,
+            p,
+            v,
+            reg.grad_p @ v,
+            fd_step(reg.value, reg.grad_p),
+            abs_tol=2e-5 * np.linalg.norm(reg.grad_p) + 1e-14,
+            noise=tol * reg.value,
+        )
 
 
 @settings(max_examples=15, deadline=None)
@@ -167,24 +198,44 @@ def test_local_gradient_matches_finite_differences_with_frozen_state_dt_and_k1(p
 def test_through_state_differentiates_state_and_first_stage(problem, heuristic):
     """through_state=True: only dt is frozen; the gradient reaches z (also via k1 = f(t_reg, z)) and θ via k1."""
     mlp, p, z, rtol, atol, t_reg, seed = problem
-    reg = local_regularizer(mlp.rhs, mlp.vjp, t_reg, 1.0, z, p, rtol, atol, heuristic=heuristic,
-                            stiffness_weight=0.3, through_state=True)
+    reg = local_regularizer(
+        mlp.rhs, mlp.vjp, t_reg, 1.0, z, p, rtol, atol, heuristic=heuristic, stiffness_weight=0.3, through_state=True
+    )
 
     def R(theta, state):
-        return frozen_step_regularizer(mlp.rhs, None, t_reg, reg.dt, state, mlp.forward(state, theta, t_reg), theta,
-                                       rtol, atol, heuristic=heuristic, stiffness_weight=0.3, compute_grad=False)[0]
+        return frozen_step_regularizer(
+            mlp.rhs,
+            None,
+            t_reg,
+            reg.dt,
+            state,
+            mlp.forward(state, theta, t_reg),
+            theta,
+            rtol,
+            atol,
+            heuristic=heuristic,
+            stiffness_weight=0.3,
+            compute_grad=False,
+        )[0]
 
     twin = lambda th, zz: twin_regularizer(mlp, th, zz, None, t_reg, reg.dt, rtol, atol, heuristic, 0.3, True)
     for got, expected in ((reg.grad_p, autograd.grad(twin, 0)(p, z)), (reg.grad_z, autograd.grad(twin, 1)(p, z))):
         tol = twin_tolerance(reg, heuristic, z, mlp.forward(z, p, t_reg), rtol, atol, mlp, p, t_reg)
         np.testing.assert_allclose(got, expected, rtol=tol, atol=tol * np.max(np.abs(expected)))
     if heuristic != "stiffness" and reg.error_estimate <= 1e-3:
-        return   # see the frozen test: finite differences drown in rounding noise there
+        return  # see the frozen test: finite differences drown in rounding noise there
     rng = np.random.default_rng(seed + 2)
     v = rng.normal(size=z.size)
     v /= np.linalg.norm(v)
-    assert fd_close(lambda zz: R(p, zz), z, v, reg.grad_z @ v, fd_step(reg.value, reg.grad_z),
-                    abs_tol=2e-5 * np.linalg.norm(reg.grad_z) + 1e-14, noise=tol * reg.value)
+    assert fd_close(
+        lambda zz: R(p, zz),
+        z,
+        v,
+        reg.grad_z @ v,
+        fd_step(reg.value, reg.grad_z),
+        abs_tol=2e-5 * np.linalg.norm(reg.grad_z) + 1e-14,
+        noise=tol * reg.value,
+    )
 
 
 def test_paper_mode_gradient_differs_from_through_state_mode():
@@ -203,7 +254,7 @@ def test_step_size_is_the_solvers_automatic_initial_step_and_error_is_tsit5s(pro
     mlp, p, z, rtol, atol, t_reg, _ = problem
     reg = local_regularizer(mlp.rhs, mlp.vjp, t_reg, 1.0, z, p, rtol, atol)
     assert 0.0 < reg.dt <= 1.0 - t_reg
-    assert reg.nfe in (7, 8)   # k1 + (0 or 1) initial-step probe + 6 stages
+    assert reg.nfe in (7, 8)  # k1 + (0 or 1) initial-step probe + 6 stages
     assert reg.value == pytest.approx(reg.error_estimate * reg.dt, rel=1e-15)
     # the first step the main solver would attempt from (t_reg, z) on (t_reg, 1) ...
     sol = solve_ode(mlp.rhs, (t_reg, 1.0), z, p, rtol=rtol, atol=atol, max_steps=1, record_steps=True)
@@ -219,8 +270,7 @@ def test_step_size_is_the_solvers_automatic_initial_step_and_error_is_tsit5s(pro
     rk_stages(mlp.rhs, TSIT5.A, TSIT5.c, t_reg, reg.dt, z, p, K, y_new)
     err = np.empty(z.size)
     error_vector(TSIT5.btilde, reg.dt, K, err)
-    assert error_estimate(err, z, y_new, rtol, np.full(z.size, atol)) == pytest.approx(reg.error_estimate,
-                                                                                      rel=1e-14)
+    assert error_estimate(err, z, y_new, rtol, np.full(z.size, atol)) == pytest.approx(reg.error_estimate, rel=1e-14)
 
 
 def test_local_regularizer_rejects_bad_input():
@@ -238,8 +288,9 @@ def test_local_regularizer_rejects_bad_input():
     with pytest.raises(ValueError, match="z_reg"):
         local_regularizer(mlp.rhs, mlp.vjp, 0.5, 1.0, np.array([np.nan, 1.0]), p, 1e-3, 1e-6)
     with pytest.raises(ValueError, match="stiffness_weight"):
-        local_regularizer(mlp.rhs, mlp.vjp, 0.5, 1.0, z, p, 1e-3, 1e-6, heuristic="error_stiffness",
-                          stiffness_weight=-1.0)
+        local_regularizer(
+            mlp.rhs, mlp.vjp, 0.5, 1.0, z, p, 1e-3, 1e-6, heuristic="error_stiffness", stiffness_weight=-1.0
+        )
     value_only = local_regularizer(mlp.rhs, None, 0.5, 1.0, z, p, 1e-3, 1e-6, compute_grad=False)
     assert value_only.grad_p is None and math.isfinite(value_only.value)
 
@@ -280,8 +331,7 @@ def _spiral_like_solve(saveat=None, record_states=False, t1=3.0):
 @settings(max_examples=20, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.sampled_from(["every_step", "states"]))
 def test_biased_sample_is_a_step_end_never_the_final_time(seed, layout):
-    sol = (_spiral_like_solve() if layout == "every_step"
-           else _spiral_like_solve(saveat=[0.5, 3.0], record_states=True))
+    sol = _spiral_like_solve() if layout == "every_step" else _spiral_like_solve(saveat=[0.5, 3.0], record_states=True)
     full = _spiral_like_solve(record_states=True)
     step_ends = full.steps.t_end[:-1]
     draw = sample_biased(sol, np.random.default_rng(seed))
@@ -358,7 +408,7 @@ def _replayed_global(mlp, p, t_steps, dt_steps, y0, rtol, atol, w_error, w_stiff
     atol_arr = np.full(n, atol)
     si, sj = TSIT5.stiffness_pair
     total = 0.0
-    for t, h in zip(t_steps, dt_steps):
+    for t, h in zip(t_steps, dt_steps, strict=True):
         K[0] = mlp.forward(y, p, t)
         rk_stages(mlp.rhs, TSIT5.A, TSIT5.c, t, h, y, p, K, y_new)
         error_vector(TSIT5.btilde, h, K, err)
@@ -389,10 +439,15 @@ def test_global_gradient_through_discrete_adjoint_matches_replayed_finite_differ
         fd = directional_fd(replay, p, v, 1e-4)
         assert fd == pytest.approx(res.grad_p @ v, rel=1e-4, abs=1e-6 * np.linalg.norm(res.grad_p))
     u = rng.normal(size=z.size)
-    fd_y0 = directional_fd(lambda y: _replayed_global(mlp, p, sol.steps.t, sol.steps.dt, y, rtol, atol, w_e, w_s),
-                           z, u / np.linalg.norm(u), 1e-4)
-    assert fd_y0 == pytest.approx(res.grad_y0 @ (u / np.linalg.norm(u)), rel=1e-4,
-                                  abs=1e-6 * np.linalg.norm(res.grad_y0))
+    fd_y0 = directional_fd(
+        lambda y: _replayed_global(mlp, p, sol.steps.t, sol.steps.dt, y, rtol, atol, w_e, w_s),
+        z,
+        u / np.linalg.norm(u),
+        1e-4,
+    )
+    assert fd_y0 == pytest.approx(
+        res.grad_y0 @ (u / np.linalg.norm(u)), rel=1e-4, abs=1e-6 * np.linalg.norm(res.grad_y0)
+    )
 
 
 @settings(max_examples=15, deadline=None)
@@ -401,16 +456,19 @@ def test_through_k1_is_the_exact_parameter_gradient_at_fixed_state(problem, heur
     """through_k1=True: z and dt constant, k1 = f(t_reg, z; θ) differentiated — autograd of the twin whose k1
     is computed from θ, differentiated with respect to θ only."""
     mlp, p, z, rtol, atol, t_reg, seed = problem
-    reg = local_regularizer(mlp.rhs, mlp.vjp, t_reg, 1.0, z, p, rtol, atol, heuristic=heuristic,
-                            stiffness_weight=0.3, through_k1=True)
+    reg = local_regularizer(
+        mlp.rhs, mlp.vjp, t_reg, 1.0, z, p, rtol, atol, heuristic=heuristic, stiffness_weight=0.3, through_k1=True
+    )
     assert reg.grad_z is None
-    expected = autograd.grad(lambda th: twin_regularizer(mlp, th, z, None, t_reg, reg.dt, rtol, atol, heuristic, 0.3,
-                                                         True))(p)
+    expected = autograd.grad(
+        lambda th: twin_regularizer(mlp, th, z, None, t_reg, reg.dt, rtol, atol, heuristic, 0.3, True)
+    )(p)
     tol = twin_tolerance(reg, heuristic, z, mlp.forward(z, p, t_reg), rtol, atol, mlp, p, t_reg)
     # The exact gradient is the small remainder of a cancellation between terms the size of the frozen-k1
     # gradient: rounding noise scales with those terms, not with the remainder.
-    frozen = local_regularizer(mlp.rhs, mlp.vjp, t_reg, 1.0, z, p, rtol, atol, heuristic=heuristic,
-                               stiffness_weight=0.3)
+    frozen = local_regularizer(
+        mlp.rhs, mlp.vjp, t_reg, 1.0, z, p, rtol, atol, heuristic=heuristic, stiffness_weight=0.3
+    )
     scale = max(np.max(np.abs(expected)), np.max(np.abs(frozen.grad_p)))
     np.testing.assert_allclose(reg.grad_p, expected, rtol=tol, atol=tol * scale)
 

@@ -1,4 +1,5 @@
 """Recurrent cells: VJPs against autograd twins (written independently here) and central finite differences."""
+
 import autograd.numpy as anp
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ from hypothesis import strategies as st
 from lrnde_np.nn.rnn import LatentGRUCell, RNNCell, run_backwards, run_backwards_vjp
 
 # -- autograd twins -----------------------------------------------------------------------------------------
+
 
 def _sig(x):
     return 1.0 / (1.0 + anp.exp(-x))
@@ -33,12 +35,24 @@ def _flag(cell, x):
 def gru_twin(cell, x, h, p):
     H, L, I = cell.hidden, cell.latent, cell.input_dim
     nc = 2 * L + I
-    sizes = [("U1", (H, nc)), ("bu1", (H,)), ("U2", (L, H)), ("bu2", (L,)), ("R1", (H, nc)), ("br1", (H,)),
-             ("R2", (L, H)), ("br2", (L,)), ("N1", (H, nc)), ("bn1", (H,)), ("N2", (2 * L, H)), ("bn2", (2 * L,))]
+    sizes = [
+        ("U1", (H, nc)),
+        ("bu1", (H,)),
+        ("U2", (L, H)),
+        ("bu2", (L,)),
+        ("R1", (H, nc)),
+        ("br1", (H,)),
+        ("R2", (L, H)),
+        ("br2", (L,)),
+        ("N1", (H, nc)),
+        ("bn1", (H,)),
+        ("N2", (2 * L, H)),
+        ("bn2", (2 * L,)),
+    ]
     P, o = {}, 0
     for name, shape in sizes:
         k = int(np.prod(shape))
-        P[name] = anp.reshape(p[o:o + k], shape)
+        P[name] = anp.reshape(p[o : o + k], shape)
         o += k
     mean, std = h[:, :L], h[:, L:]
     c = anp.concatenate([mean, std, x], axis=1)
@@ -68,8 +82,12 @@ def _setup(cell, batch, seed, masked_rows=()):
     return x, h, p, a
 
 
-CELLS = [lambda: RNNCell(3, 4), lambda: RNNCell(5, 3, mask_columns=(2, 4)),
-         lambda: LatentGRUCell(3, 5, 2), lambda: LatentGRUCell(5, 4, 3, mask_columns=(2, 4))]
+CELLS = [
+    lambda: RNNCell(3, 4),
+    lambda: RNNCell(5, 3, mask_columns=(2, 4)),
+    lambda: LatentGRUCell(3, 5, 2),
+    lambda: LatentGRUCell(5, 4, 3, mask_columns=(2, 4)),
+]
 
 
 def _twin(cell):
@@ -129,8 +147,15 @@ def test_unobserved_samples_keep_their_state(make):
 
 
 @settings(max_examples=25, deadline=None)
-@given(batch=st.integers(1, 5), inp=st.integers(1, 4), hid=st.integers(1, 5), lat=st.integers(1, 3),
-       seed=st.integers(0, 10_000), scale=st.floats(0.1, 5.0), gru=st.booleans())
+@given(
+    batch=st.integers(1, 5),
+    inp=st.integers(1, 4),
+    hid=st.integers(1, 5),
+    lat=st.integers(1, 3),
+    seed=st.integers(0, 10_000),
+    scale=st.floats(0.1, 5.0),
+    gru=st.booleans(),
+)
 def test_vjp_property(batch, inp, hid, lat, seed, scale, gru):
     cell = LatentGRUCell(inp, hid, lat) if gru else RNNCell(inp, hid)
     x, h, p, a = _setup(cell, batch, seed)
@@ -158,6 +183,7 @@ def test_sequence_vjp_matches_autograd():
         for k in range(5, -1, -1):
             state = gru_twin(cell, xs[k], state, q)
         return anp.sum(a * state)
+
     np.testing.assert_allclose(p_bar, grad(total)(p), rtol=1e-10, atol=1e-12)
     assert xs_bar.shape == xs.shape and h0_bar.shape == (2, 4)
 
@@ -197,6 +223,7 @@ def test_compiled_rnn_sweep_matches_the_cell_and_autograd():
         for k in range(6, -1, -1):
             state = rnn_twin(cell, x[k], state, q)
         return anp.sum(a * state)
+
     g_p, g_x, g_h = grad(total, (0, 1, 2))(p, xs, h0)
     np.testing.assert_allclose(p_bar, g_p, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(xs_bar, g_x, rtol=1e-10, atol=1e-12)

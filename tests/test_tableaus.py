@@ -2,6 +2,7 @@
 of order ≤ 5, enumerated generically), the dense-output identities and measured interpolation order, and the
 real stability boundary.  Pure NumPy on the stored coefficients: no Numba compile, runs in well under a second.
 """
+
 import itertools
 import math
 
@@ -153,9 +154,12 @@ def test_error_weights_sum_to_zero(name):
 
 def test_published_values():
     # Spot checks against solver-facts.md: DP5 btilde (= scipy's E) and Tsit5's last error weight.
-    np.testing.assert_allclose(ERK_TABLEAUS["dp5"].btilde,
-                               [-71 / 57600, 0, 71 / 16695, -71 / 1920, 17253 / 339200, -22 / 525, 1 / 40],
-                               rtol=1e-15, atol=1e-18)
+    np.testing.assert_allclose(
+        ERK_TABLEAUS["dp5"].btilde,
+        [-71 / 57600, 0, 71 / 16695, -71 / 1920, 17253 / 339200, -22 / 525, 1 / 40],
+        rtol=1e-15,
+        atol=1e-18,
+    )
     np.testing.assert_allclose(ERK_TABLEAUS["bs3"].btilde, [5 / 72, -1 / 12, -1 / 9, 1 / 8], rtol=1e-15)
     assert ERK_TABLEAUS["tsit5"].btilde[-1] == 1 / 66
     assert ERK_TABLEAUS["tsit5"].A[1, 0] == 0.161 and ERK_TABLEAUS["tsit5"].c[2] == 0.327

@@ -2,6 +2,7 @@
 its checkpoint ends bit-identical to an uninterrupted one, checkpoints are atomic, λ schedules, divergence,
 the training-NFE records, and an MNIST smoke run on a tiny synthetic IDX data set.
 """
+
 import io
 import math
 import os
@@ -11,13 +12,21 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from idx_files import mnist_files
+
 from lrnde_np import training
 from lrnde_np.data import load_mnist, split
 from lrnde_np.models import MNISTTask, Regularization, SolveFailed, SpiralTask, StepOutcome
-from lrnde_np.training import (CheckpointError, TrainConfig, TrainingDiverged, lambda_at, load_checkpoint,
-                               make_generators, save_checkpoint, train)
+from lrnde_np.training import (
+    CheckpointError,
+    TrainConfig,
+    TrainingDiverged,
+    lambda_at,
+    load_checkpoint,
+    make_generators,
+    save_checkpoint,
+    train,
+)
 
 KINDS = ["none", "global", "local_unbiased", "local_biased"]
 TIMING_FIELDS = {"step_time", "train_time"}
@@ -76,7 +85,7 @@ def test_training_decreases_heldout_loss(spiral_runs, kind):
     else:
         assert np.all(rec["reg_value"] > 0) and np.all(np.isfinite(rec["reg_value"]))
         assert np.all(rec["lam"] == LAM)
-    assert np.all(np.isnan(rec["accuracy"]))          # regression task
+    assert np.all(np.isnan(rec["accuracy"]))  # regression task
     assert np.all(np.diff(rec["train_time"]) > 0)
     np.testing.assert_allclose(rec["train_time"], np.cumsum(rec["step_time"]), rtol=1e-9)
     assert res.train_time == rec["train_time"][-1]
@@ -97,7 +106,7 @@ def test_t_reg_recorded_for_local_regimes_only(spiral_runs, spiral_task):
         t_reg = spiral_runs[kind][0].records["t_reg"]
         if kind.startswith("local"):
             assert np.all((t_reg >= t0) & (t_reg < t1))
-            assert np.unique(t_reg).size > ITERS // 2      # drawn afresh every iteration
+            assert np.unique(t_reg).size > ITERS // 2  # drawn afresh every iteration
         else:
             assert np.all(np.isnan(t_reg))
 
@@ -159,6 +168,7 @@ def interrupt_at(k):
         assert record["iteration"] == it
         if it == k:
             raise Interrupt(f"stopped at {it}")
+
     return callback
 
 
@@ -171,7 +181,7 @@ def test_interrupted_and_resumed_run_is_bit_identical(spiral_task, tmp_path, kin
     with pytest.raises(Interrupt):
         train(spiral_task, Regularization(kind), cfg, callback=interrupt_at(14))
     saved = load_checkpoint(ck)
-    assert saved["iteration"] == 12                 # the last checkpoint before the interruption
+    assert saved["iteration"] == 12  # the last checkpoint before the interruption
     assert len(saved["records"]["loss"]) == 12
     assert sorted(os.listdir(tmp_path)) == ["run.npz"]
     resumed = train(spiral_task, Regularization(kind), cfg)
@@ -244,14 +254,23 @@ class QuadraticTask:
                 loss = math.inf
             else:
                 raise SolveFailed("stopped at t = 0.3: step size below dtmin")
-        return StepOutcome(loss=loss, task_loss=loss, reg_value=0.0, accuracy=float("nan"), grad=grad,
-                           nfe_forward=10, nfe_reg=3 if regularization.is_local else 0, nfe_backward=20)
+        return StepOutcome(
+            loss=loss,
+            task_loss=loss,
+            reg_value=0.0,
+            accuracy=float("nan"),
+            grad=grad,
+            nfe_forward=10,
+            nfe_reg=3 if regularization.is_local else 0,
+            nfe_backward=20,
+        )
 
 
 def quick_checkpoint(tmp_path, iters=3):
     ck = str(tmp_path / "q.npz")
-    res = train(QuadraticTask(), Regularization("none"),
-                TrainConfig(iters=iters, lr=0.1, seed=3, checkpoint=ck, progress=False))
+    res = train(
+        QuadraticTask(), Regularization("none"), TrainConfig(iters=iters, lr=0.1, seed=3, checkpoint=ck, progress=False)
+    )
     return ck, res
 
 
@@ -273,14 +292,14 @@ def test_failed_checkpoint_write_leaves_previous_file_intact(tmp_path, monkeypat
     gens = make_generators(0)
 
     def broken_savez(fh, **arrays):
-        fh.write(b"PK\x03\x04 partial")              # half a zip file, then the disk fills up
+        fh.write(b"PK\x03\x04 partial")  # half a zip file, then the disk fills up
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(training.np, "savez", broken_savez)
     with pytest.raises(OSError, match="No space"):
         save_checkpoint(ck, res.params + 1.0, res.optimizer, gens, 4, {}, 0.0, state["meta"])
     monkeypatch.undo()
-    assert sorted(os.listdir(tmp_path)) == ["q.npz"]        # no temporary file left behind
+    assert sorted(os.listdir(tmp_path)) == ["q.npz"]  # no temporary file left behind
     assert open(ck, "rb").read() == before
 
     def broken_replace(src, dst):
@@ -372,17 +391,22 @@ def test_schedule_drives_the_recorded_lambda():
 # Divergence and progress.
 
 
-@pytest.mark.parametrize("failure,text", [("nan_grad", "non-finite"), ("inf_loss", "non-finite"),
-                                          ("solve", "solver failed")])
+@pytest.mark.parametrize(
+    "failure,text", [("nan_grad", "non-finite"), ("inf_loss", "non-finite"), ("solve", "solver failed")]
+)
 def test_training_diverged(tmp_path, failure, text):
     seen = []
     cfg = TrainConfig(iters=10, lr=0.1, progress=False, checkpoint=str(tmp_path / "d.npz"), checkpoint_every=1)
     with pytest.raises(TrainingDiverged, match=text) as exc:
-        train(QuadraticTask(fail_at=3, failure=failure), Regularization("none"), cfg,
-              callback=lambda it, rec: seen.append(it))
+        train(
+            QuadraticTask(fail_at=3, failure=failure),
+            Regularization("none"),
+            cfg,
+            callback=lambda it, rec: seen.append(it),
+        )
     assert "iteration 3" in str(exc.value)
     assert seen == [0, 1, 2]
-    assert load_checkpoint(tmp_path / "d.npz")["iteration"] == 3    # the last good state stays resumable
+    assert load_checkpoint(tmp_path / "d.npz")["iteration"] == 3  # the last good state stays resumable
 
 
 def test_quadratic_training_converges_and_progress_is_printed():
@@ -428,10 +452,10 @@ def test_mnist_smoke(tiny_mnist, kind):
     assert np.all((rec["accuracy"] >= 0) & (rec["accuracy"] <= 1))
     np.testing.assert_array_equal(rec["accuracy"] * 16, np.round(rec["accuracy"] * 16))  # k/16 correct
     assert np.all(np.isfinite(rec["loss"])) and np.all(rec["task_loss"] > 0)
-    assert (np.all(rec["nfe_reg"] > 0) if kind.startswith("local") else np.all(rec["nfe_reg"] == 0))
+    assert np.all(rec["nfe_reg"] > 0) if kind.startswith("local") else np.all(rec["nfe_reg"] == 0)
     ev = task.evaluate(res.params)
     assert 0.0 <= ev.test_accuracy <= 1.0
-    assert ev.n_batches == 2                        # 20 held-out images in batches of 16
+    assert ev.n_batches == 2  # 20 held-out images in batches of 16
     for name, value in ev.as_dict().items():
         assert math.isfinite(value), name
     assert ev.test_loss > 0 and ev.test_nfe > 0 and ev.prediction_time > 0

@@ -1,5 +1,6 @@
 """The version lives in two places (pyproject.toml, lrnde_np.__version__); they must agree, and the
 changelog must have an entry for it."""
+
 import pathlib
 import re
 
@@ -10,7 +11,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 def pyproject_version():
     text = (ROOT / "pyproject.toml").read_text()
-    project = text[text.index("[project]"):]
+    project = text[text.index("[project]") :]
     return re.search(r'^version\s*=\s*"([^"]+)"', project, re.MULTILINE).group(1)
 
 

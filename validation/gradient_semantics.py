@@ -15,6 +15,7 @@ Run (resumable: finished cells are skipped):
 Writes OUT/report/{report.md, chosen.csv, selection.csv, summary.json, pareto.png} and OUT/verdict.md; the
 committed copies live in validation/results/gradient_semantics/.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,7 +24,7 @@ import os
 import shutil
 import sys
 
-LAMBDAS = [10.0 ** k for k in range(-4, 7)]   # 1e-4 … 1e6: ten decades
+LAMBDAS = [10.0**k for k in range(-4, 7)]  # 1e-4 … 1e6: ten decades
 RTOLS = [1e-5, 1e-7]
 SEEDS = [0, 1, 2]
 ITERS = 1000
@@ -34,10 +35,19 @@ def cells(iters=ITERS, lambdas=LAMBDAS, rtols=RTOLS, seeds=SEEDS, methods=("vani
     from lrnde_np.sweep import build_grid
 
     d = DEFAULTS["spiral"]
-    common = dict(task="spiral", rtol=d["rtol"], atol=d["atol"], iters=iters, batch_size=d["batch_size"], lr=d["lr"],
-                  hidden=d["hidden"], adjoint="discrete")
-    return build_grid(common, list(methods), lambdas, seeds, semantics=("paper", "exact"), rtols=rtols,
-                      schedule="constant")
+    common = dict(
+        task="spiral",
+        rtol=d["rtol"],
+        atol=d["atol"],
+        iters=iters,
+        batch_size=d["batch_size"],
+        lr=d["lr"],
+        hidden=d["hidden"],
+        adjoint="discrete",
+    )
+    return build_grid(
+        common, list(methods), lambdas, seeds, semantics=("paper", "exact"), rtols=rtols, schedule="constant"
+    )
 
 
 def front(points):
@@ -70,51 +80,75 @@ def verdict(sweep_dir, loss_ratio=1.5):
             lines += ["(no vanilla cells finished yet)", ""]
             continue
         v = van[0]
-        lines.append(f"- vanilla: test loss {v['loss']['mean']:.4g} ± {v['loss']['sd']:.2g}, test NFE "
-                     f"{v['nfe']['mean']:.1f} ± {v['nfe']['sd']:.2g} ({v['loss']['n']} seeds)")
+        lines.append(
+            f"- vanilla: test loss {v['loss']['mean']:.4g} ± {v['loss']['sd']:.2g}, test NFE "
+            f"{v['nfe']['mean']:.1f} ± {v['nfe']['sd']:.2g} ({v['loss']['n']} seeds)"
+        )
         for sem in ("paper", "exact"):
-            pts = [(r["nfe"]["mean"], r["loss"]["mean"], r["cell"]["reg"]["lam"]) for r in rows
-                   if r["cell"]["reg"]["method"].startswith("local") and r["cell"]["reg"]["semantics"] == sem]
+            pts = [
+                (r["nfe"]["mean"], r["loss"]["mean"], r["cell"]["reg"]["lam"])
+                for r in rows
+                if r["cell"]["reg"]["method"].startswith("local") and r["cell"]["reg"]["semantics"] == sem
+            ]
             ok = [p for p in pts if p[1] <= loss_ratio * v["loss"]["mean"]]
             fr = front(pts)
             best = min(ok) if ok else None
-            text = (f"lowest mean test NFE with test loss ≤ {loss_ratio:g}× vanilla: {best[0]:.1f} at λ {best[2]:g} "
-                    f"(ratio {best[0] / v['nfe']['mean']:.3f})" if best else "no λ keeps the loss within "
-                    f"{loss_ratio:g}× vanilla")
-            lines.append(f"- {sem}: {len(pts)} λ values finished; {text}; front (NFE, loss, λ): "
-                         + ", ".join(f"({n:.0f}, {lo:.3g}, {lam:g})" for n, lo, lam in fr))
+            text = (
+                f"lowest mean test NFE with test loss ≤ {loss_ratio:g}× vanilla: {best[0]:.1f} at λ {best[2]:g} "
+                f"(ratio {best[0] / v['nfe']['mean']:.3f})"
+                if best
+                else f"no λ keeps the loss within {loss_ratio:g}× vanilla"
+            )
+            lines.append(
+                f"- {sem}: {len(pts)} λ values finished; {text}; front (NFE, loss, λ): "
+                + ", ".join(f"({n:.0f}, {lo:.3g}, {lam:g})" for n, lo, lam in fr)
+            )
         by = {}
         for r in rows:
             reg = r["cell"]["reg"]
             if reg["method"].startswith("local"):
                 by.setdefault(reg["lam"], {})[reg["semantics"]] = r
-        lines += ["", "| λ | paper: test NFE | paper: test loss | exact: test NFE | exact: test loss |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| λ | paper: test NFE | paper: test loss | exact: test NFE | exact: test loss |",
+            "|---|---|---|---|---|",
+        ]
         for lam in sorted(by):
             cells_ = []
             for sem in ("paper", "exact"):
                 r = by[lam].get(sem)
-                cells_ += ([f"{r['nfe']['mean']:.1f} ± {r['nfe']['sd']:.2g}", f"{r['loss']['mean']:.3g} ± "
-                            f"{r['loss']['sd']:.2g}"] if r else ["—", "—"])
+                cells_ += (
+                    [
+                        f"{r['nfe']['mean']:.1f} ± {r['nfe']['sd']:.2g}",
+                        f"{r['loss']['mean']:.3g} ± {r['loss']['sd']:.2g}",
+                    ]
+                    if r
+                    else ["—", "—"]
+                )
             lines.append(f"| {lam:g} | " + " | ".join(cells_) + " |")
         lines.append("")
-        pts = {sem: [(r["nfe"]["mean"], r["loss"]["mean"]) for lam in by for s2, r in by[lam].items() if s2 == sem]
-               for sem in ("paper", "exact")}
+        pts = {
+            sem: [(r["nfe"]["mean"], r["loss"]["mean"]) for lam in by for s2, r in by[lam].items() if s2 == sem]
+            for sem in ("paper", "exact")
+        }
         for a, b in (("paper", "exact"), ("exact", "paper")):
-            dom = sum(1 for (n, lo) in pts[a] if any(n2 <= n and l2 <= lo and (n2, l2) != (n, lo)
-                                                      for n2, l2 in pts[b]))
-            lines.append(f"- {dom} of {len(pts[a])} {a}-gradient points are dominated by a point of the {b} gradient "
-                         f"(no more NFE and no more loss, means over seeds)")
+            dom = sum(1 for (n, lo) in pts[a] if any(n2 <= n and l2 <= lo and (n2, l2) != (n, lo) for n2, l2 in pts[b]))
+            lines.append(
+                f"- {dom} of {len(pts[a])} {a}-gradient points are dominated by a point of the {b} gradient "
+                f"(no more NFE and no more loss, means over seeds)"
+            )
         for sel in sels:
             if sel["common"]["rtol"] != rtol:
                 continue
             r = agg.get(sel["chosen"])
             if r is None:
                 continue
-            lines.append(f"- chosen on validation, {sel['label']}: λ {sel['lam']:g} → test NFE "
-                         f"{r['nfe']['mean']:.1f} ± {r['nfe']['sd']:.2g}, NFE ratio {r['nfe_ratio']['mean']:.3f} ± "
-                         f"{r['nfe_ratio']['sd']:.2g}, test loss {r['loss']['mean']:.4g} ± {r['loss']['sd']:.2g} "
-                         f"({r['loss']['n']} seeds){'' if sel['constraint_met'] else ' [constraint not met]'}")
+            lines.append(
+                f"- chosen on validation, {sel['label']}: λ {sel['lam']:g} → test NFE "
+                f"{r['nfe']['mean']:.1f} ± {r['nfe']['sd']:.2g}, NFE ratio {r['nfe_ratio']['mean']:.3f} ± "
+                f"{r['nfe_ratio']['sd']:.2g}, test loss {r['loss']['mean']:.4g} ± {r['loss']['sd']:.2g} "
+                f"({r['loss']['n']} seeds){'' if sel['constraint_met'] else ' [constraint not met]'}"
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -127,9 +161,11 @@ def main(argv=None):
     p.add_argument("--iters", type=int, default=ITERS)
     p.add_argument("--seeds", default=",".join(map(str, SEEDS)))
     p.add_argument("--report-only", action="store_true")
-    p.add_argument("--results", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
-                                                     "gradient_semantics"),
-                   help="where the committed copy of the report goes")
+    p.add_argument(
+        "--results",
+        default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "gradient_semantics"),
+        help="where the committed copy of the report goes",
+    )
     args = p.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     if not args.report_only:

@@ -26,6 +26,7 @@ Run (resumable — re-running skips finished cells):
 Writes OUT/report/{report.md, chosen.csv, selection.csv, summary.json, pareto.png} and OUT/verdict.md; committed
 copies in validation/results/mnist_node_protocol/.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,9 +40,9 @@ TOL = 1e-5
 # The first run had 3 values per family (paper 2.5/25/250, exact 5e4/5e5/5e6, global 0.25/2.5/25); every
 # validation choice sat at an end of its grid, so one more value was added beyond that end (round 2; the
 # round-1 report is kept in validation/results/mnist_node_protocol/round1_*).
-LAMBDAS_PAPER = [0.25, 2.5, 25.0, 250.0]    # the paper's 2.5, a decade below, one and two decades above
-LAMBDAS_EXACT = [5e4, 5e5, 5e6, 5e7]        # around the λ at which the exact gradient met the targets before
-LAMBDAS_GLOBAL = [0.25, 2.5, 25.0, 250.0]   # around the paper's 2.5 (sum form)
+LAMBDAS_PAPER = [0.25, 2.5, 25.0, 250.0]  # the paper's 2.5, a decade below, one and two decades above
+LAMBDAS_EXACT = [5e4, 5e5, 5e6, 5e7]  # around the λ at which the exact gradient met the targets before
+LAMBDAS_GLOBAL = [0.25, 2.5, 25.0, 250.0]  # around the paper's 2.5 (sum form)
 NFE_TARGET = 0.70
 
 PAPER = {  # 2023 paper, MNIST-NODE (test accuracy %, prediction s/batch, test NFE, train hours)
@@ -55,17 +56,39 @@ PAPER = {  # 2023 paper, MNIST-NODE (test accuracy %, prediction s/batch, test N
 def stage1(data, iters=ITERS, batch=BATCH, tol=TOL, with_global_2021=False):
     from lrnde_np.sweep import build_grid
 
-    common = dict(task="mnist", rtol=tol, atol=tol, iters=iters, batch_size=batch, lr=1e-3, hidden=100,
-                  adjoint="discrete", data=os.path.abspath(data), n_train=8000, n_val=1000, split_seed=0, val_seed=0,
-                  eval_batches=None, eval_batch_size=None)
+    common = dict(
+        task="mnist",
+        rtol=tol,
+        atol=tol,
+        iters=iters,
+        batch_size=batch,
+        lr=1e-3,
+        hidden=100,
+        adjoint="discrete",
+        data=os.path.abspath(data),
+        n_train=8000,
+        n_val=1000,
+        split_seed=0,
+        val_seed=0,
+        eval_batches=None,
+        eval_batch_size=None,
+    )
     kw = dict(schedule="exponential", lambda_end_ratio=0.4)
     cells = build_grid(common, ["vanilla"], [1.0], [0])
     cells += build_grid(common, ["local-unbiased"], LAMBDAS_PAPER, [0], semantics=("paper",), **kw)
     cells += build_grid(common, ["local-unbiased"], LAMBDAS_EXACT, [0], semantics=("exact",), **kw)
     cells += build_grid(common, ["global"], [1.0], [0], lambdas_global=LAMBDAS_GLOBAL, **kw)
-    if with_global_2021:   # the 2021 code: mean over steps, λ 100 → 10
-        cells += build_grid(common, ["global"], [1.0], [0], lambdas_global=[100.0], global_aggregate="mean",
-                            schedule="exponential", lambda_end_ratio=0.1)
+    if with_global_2021:  # the 2021 code: mean over steps, λ 100 → 10
+        cells += build_grid(
+            common,
+            ["global"],
+            [1.0],
+            [0],
+            lambdas_global=[100.0],
+            global_aggregate="mean",
+            schedule="exponential",
+            lambda_end_ratio=0.1,
+        )
     return cells
 
 
@@ -79,14 +102,23 @@ def main(argv=None):
     parser.add_argument("--seeds", default="1,2", help="stage 2: extra seeds of the chosen configurations")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--scheduler")
-    parser.add_argument("--with-global-2021", action="store_true",
-                        help="add the 2021 code's global setting (mean over steps, λ 100 → 10) as a family")
+    parser.add_argument(
+        "--with-global-2021",
+        action="store_true",
+        help="add the 2021 code's global setting (mean over steps, λ 100 → 10) as a family",
+    )
     parser.add_argument("--report-only", action="store_true")
-    parser.add_argument("--results", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
-                                                          "mnist_node_protocol"))
+    parser.add_argument(
+        "--results", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "mnist_node_protocol")
+    )
     args = parser.parse_args(argv)
-    return run_and_report(args, stage1(args.data, args.iters, args.batch_size, args.tol, args.with_global_2021),
-                          NFE_TARGET, "MNIST Neural ODE — λ chosen on validation, mean ± sd over seeds", PAPER)
+    return run_and_report(
+        args,
+        stage1(args.data, args.iters, args.batch_size, args.tol, args.with_global_2021),
+        NFE_TARGET,
+        "MNIST Neural ODE — λ chosen on validation, mean ± sd over seeds",
+        PAPER,
+    )
 
 
 def run_and_report(args, cells, nfe_target, title, paper):
@@ -99,11 +131,20 @@ def run_and_report(args, cells, nfe_target, title, paper):
     text, paths, _ = write_report(args.out, title=title)
     records = load_records(args.out)
     sels = select_lambdas(validation_view(records))
-    lines = [f"# Verdicts — {title}", "", f"Targets: local NFE ≤ {nfe_target:g}× vanilla, test accuracy within 1 point "
-             "(mean over seeds, per-seed differences against vanilla with the same seed).", ""]
+    lines = [
+        f"# Verdicts — {title}",
+        "",
+        f"Targets: local NFE ≤ {nfe_target:g}× vanilla, test accuracy within 1 point "
+        "(mean over seeds, per-seed differences against vanilla with the same seed).",
+        "",
+    ]
     lines += verdict_lines(records, sels, nfe_target)
-    lines += ["", "Paper (2023, GPU, full budget), for scale: "
-              + "; ".join(f"{m} " + ", ".join(str(x) for x in v) for m, v in paper.items()), ""]
+    lines += [
+        "",
+        "Paper (2023, GPU, full budget), for scale: "
+        + "; ".join(f"{m} " + ", ".join(str(x) for x in v) for m, v in paper.items()),
+        "",
+    ]
     verdict = "\n".join(lines)
     with open(os.path.join(args.out, "verdict.md"), "w") as fh:
         fh.write(verdict + "\n")

@@ -27,6 +27,7 @@ Run (resumable — re-running skips finished cells):
     python validation/mnist_nsde.py --data DIR --out runs/mnist_nsde_protocol --report-only
 Writes OUT/report/... and OUT/verdict.md; committed copies in validation/results/mnist_nsde_protocol/.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,15 +55,37 @@ PAPER = {  # 2023 paper, MNIST-NSDE (train acc %, test acc %, train hours, predi
 def stage1(data, iters=ITERS, batch=BATCH, tol=TOL, with_global_2021=False):
     from lrnde_np.sweep import build_grid
 
-    common = dict(task="mnist-sde", rtol=tol, atol=tol, iters=iters, batch_size=batch, lr=1e-2, hidden=64,
-                  adjoint="discrete", data=os.path.abspath(data), n_train=8000, n_val=1000, split_seed=0, val_seed=0,
-                  eval_batches=None, eval_batch_size=None)
+    common = dict(
+        task="mnist-sde",
+        rtol=tol,
+        atol=tol,
+        iters=iters,
+        batch_size=batch,
+        lr=1e-2,
+        hidden=64,
+        adjoint="discrete",
+        data=os.path.abspath(data),
+        n_train=8000,
+        n_val=1000,
+        split_seed=0,
+        val_seed=0,
+        eval_batches=None,
+        eval_batch_size=None,
+    )
     cells = build_grid(common, ["vanilla"], [1.0], [0])
     cells += build_grid(common, ["local-unbiased"], LAMBDAS_LOCAL, [0], semantics=("paper",))
     cells += build_grid(common, ["global"], [1.0], [0], lambdas_global=LAMBDAS_GLOBAL)
     if with_global_2021:
-        cells += build_grid(common, ["global"], [1.0], [0], lambdas_global=[100.0], global_aggregate="mean",
-                            schedule="exponential", lambda_end_ratio=0.1)
+        cells += build_grid(
+            common,
+            ["global"],
+            [1.0],
+            [0],
+            lambdas_global=[100.0],
+            global_aggregate="mean",
+            schedule="exponential",
+            lambda_end_ratio=0.1,
+        )
     return cells
 
 
@@ -78,14 +101,23 @@ def main(argv=None):
     parser.add_argument("--seeds", default="1,2", help="stage 2: extra seeds of the chosen configurations")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--scheduler")
-    parser.add_argument("--with-global-2021", action="store_true",
-                        help="add the 2021 code's global setting (mean over steps, λ 100 → 10) as a family")
+    parser.add_argument(
+        "--with-global-2021",
+        action="store_true",
+        help="add the 2021 code's global setting (mean over steps, λ 100 → 10) as a family",
+    )
     parser.add_argument("--report-only", action="store_true")
-    parser.add_argument("--results", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
-                                                          "mnist_nsde_protocol"))
+    parser.add_argument(
+        "--results", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "mnist_nsde_protocol")
+    )
     args = parser.parse_args(argv)
-    return run_and_report(args, stage1(args.data, args.iters, args.batch_size, args.tol, args.with_global_2021),
-                          NFE_TARGET, "MNIST Neural SDE — λ chosen on validation, mean ± sd over seeds", PAPER)
+    return run_and_report(
+        args,
+        stage1(args.data, args.iters, args.batch_size, args.tol, args.with_global_2021),
+        NFE_TARGET,
+        "MNIST Neural SDE — λ chosen on validation, mean ± sd over seeds",
+        PAPER,
+    )
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ inner functions' addresses (``handle_as_floats``) and the data they need, so the
 them all.  ``seminorm=True`` leaves the parameter channels a_p out of the step-size norm (Kidger et al. 2021):
 their error is not controlled, which is safe because nothing feeds back from a_p.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -54,7 +55,7 @@ def backsolve_rhs(t, Y, ctx, out):
     p = ctx[6:]
     z = Y[:n]
     f(t, z, p, out[:n])
-    f_vjp(t, z, p, Y[n:2 * n], out[n:2 * n], out[2 * n:])
+    f_vjp(t, z, p, Y[n : 2 * n], out[n : 2 * n], out[2 * n :])
     for m in range(n, out.size):
         out[m] = -out[m]
 
@@ -65,7 +66,7 @@ def backsolve_fused_rhs(t, Y, ctx, out):
     f_value_vjp = value_vjp_at(ctx, 0)
     n = int(ctx[4])
     p = ctx[6:]
-    f_value_vjp(t, Y[:n], p, Y[n:2 * n], out[:n], out[n:2 * n], out[2 * n:])
+    f_value_vjp(t, Y[:n], p, Y[n : 2 * n], out[:n], out[n : 2 * n], out[2 * n :])
     for m in range(n, out.size):
         out[m] = -out[m]
 
@@ -98,17 +99,17 @@ def _interpolated_state(t, ctx, out):
     deg = int(ctx[8])
     tdir = ctx[9]
     o = 16 + n_p
-    step_t = ctx[o:o + n_steps]
+    step_t = ctx[o : o + n_steps]
     o += n_steps
-    step_dt = ctx[o:o + n_steps]
+    step_dt = ctx[o : o + n_steps]
     o += n_steps
-    step_y = ctx[o:o + n_steps * n].reshape((n_steps, n))
+    step_y = ctx[o : o + n_steps * n].reshape((n_steps, n))
     o += n_steps * n
-    step_K = ctx[o:o + n_steps * s * n].reshape((n_steps, s, n))
+    step_K = ctx[o : o + n_steps * s * n].reshape((n_steps, s, n))
     o += n_steps * s * n
-    P = ctx[o:o + s * deg].reshape((s, deg))
+    P = ctx[o : o + s * deg].reshape((s, deg))
     o += s * deg
-    w = ctx[o:o + s]
+    w = ctx[o : o + s]
     j = _locate(step_t, tdir, t)
     h = step_dt[j]
     theta = (t - step_t[j]) / h
@@ -122,13 +123,13 @@ def interpolating_rhs(t, Y, ctx, out):
     n = int(ctx[4])
     n_p = int(ctx[5])
     with_params = ctx[10] != 0.0
-    p = ctx[16:16 + n_p]
-    z = ctx[ctx.size - n - n_p:ctx.size - n_p]
+    p = ctx[16 : 16 + n_p]
+    z = ctx[ctx.size - n - n_p : ctx.size - n_p]
     _interpolated_state(t, ctx, z)
     if with_params:
         f_vjp(t, z, p, Y[:n], out[:n], out[n:])
     else:
-        f_vjp(t, z, p, Y[:n], out[:n], ctx[ctx.size - n_p:])
+        f_vjp(t, z, p, Y[:n], out[:n], ctx[ctx.size - n_p :])
     for m in range(out.size):
         out[m] = -out[m]
 
@@ -142,7 +143,7 @@ def quadrature_sweep(vjp_addr, ctx, P_adj, a_t, a_dt, a_y, a_K, nodes, weights, 
     f_vjp = vjp_from(vjp_addr[0], vjp_addr[1])
     n = a_y.shape[1]
     s = a_K.shape[1]
-    p = ctx[16:16 + n_p]
+    p = ctx[16 : 16 + n_p]
     z = np.empty(n)
     a = np.empty(n)
     w = np.empty(s)
@@ -169,8 +170,9 @@ _HANDLES = {}
 def _handle(name):
     """The augmented RHS as a FunctionHandle (compiled once per process; machine code from the disk cache)."""
     if name not in _HANDLES:
-        fn = {"backsolve": backsolve_rhs, "backsolve_fused": backsolve_fused_rhs,
-              "interpolating": interpolating_rhs}[name]
+        fn = {"backsolve": backsolve_rhs, "backsolve_fused": backsolve_fused_rhs, "interpolating": interpolating_rhs}[
+            name
+        ]
         fn.compile(RHS_SIG.args)
         _HANDLES[name] = FunctionHandle(fn, RHS_SIG)
     return _HANDLES[name]
@@ -196,8 +198,20 @@ def _interp_context(f_vjp, sol, with_params):
     head = np.zeros(16)
     head[2:4] = handle_as_floats(f_vjp)
     head[4:11] = [n, sol.p.size, n_steps, s, deg, 1.0 if t1 >= t0 else -1.0, 1.0 if with_params else 0.0]
-    return np.concatenate([head, sol.p, steps.t, steps.dt, steps.y[:n_steps].ravel(), steps.K.ravel(),
-                           tab.P.ravel(), np.zeros(s), np.zeros(n), np.zeros(sol.p.size)])
+    return np.concatenate(
+        [
+            head,
+            sol.p,
+            steps.t,
+            steps.dt,
+            steps.y[:n_steps].ravel(),
+            steps.K.ravel(),
+            tab.P.ravel(),
+            np.zeros(s),
+            np.zeros(n),
+            np.zeros(sol.p.size),
+        ]
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -220,8 +234,32 @@ def _tolerances(rtol, atol, n_controlled, n_total, seminorm):
 
 
 @njit(cache=True)
-def backward_sweep(addr, A, c, btilde, P, order, si, sj, ctrl, times, rows, resets, a_off, reset_states, t_end,
-                   Y0, ctx, rtol, atol, max_steps, quad_addr, nodes, weights, n_p):
+def backward_sweep(
+    addr,
+    A,
+    c,
+    btilde,
+    P,
+    order,
+    si,
+    sj,
+    ctrl,
+    times,
+    rows,
+    resets,
+    a_off,
+    reset_states,
+    t_end,
+    Y0,
+    ctx,
+    rtol,
+    atol,
+    max_steps,
+    quad_addr,
+    nodes,
+    weights,
+    n_p,
+):
     """All the backward solves of one adjoint in compiled code: integrate between consecutive distinct save
     times (``times`` in the order the sweep meets them, last first), add each cotangent row ``rows[k]`` to
     the adjoint channels ``Y[a_off:a_off+n]``, optionally reset ``Y[:n]`` to ``resets[k]`` (backsolve's
@@ -251,7 +289,7 @@ def backward_sweep(addr, A, c, btilde, P, order, si, sj, ctrl, times, rows, rese
     status = 0
     current = times[0] if times.size > 0 else t_end
     end_mark = np.empty(1)
-    h_prev = 0.0                # 0: automatic initial step
+    h_prev = 0.0  # 0: automatic initial step
     for k in range(times.size + 1):
         target = times[k] if k < times.size else t_end
         if target != current:
@@ -259,8 +297,28 @@ def backward_sweep(addr, A, c, btilde, P, order, si, sj, ctrl, times, rows, rese
             ctrl[7] = abs(target - current)
             ctrl[8] = h_prev * ctrl[4]
             end_mark[0] = target
-            out = solve_loop(addr, A, c, btilde, P, order, si, sj, current, target, Y, ctx, rtol, atol, end_mark,
-                             False, ctrl, True, max_steps, record)
+            out = solve_loop(
+                addr,
+                A,
+                c,
+                btilde,
+                P,
+                order,
+                si,
+                sj,
+                current,
+                target,
+                Y,
+                ctx,
+                rtol,
+                atol,
+                end_mark,
+                False,
+                ctrl,
+                True,
+                max_steps,
+                record,
+            )
             status = out[0]
             nfe += out[5]
             accepted += out[6]
@@ -276,8 +334,7 @@ def backward_sweep(addr, A, c, btilde, P, order, si, sj, ctrl, times, rows, rese
                 # Steps not recorded: the mean accepted step, a lower bound on the largest one.
                 h_prev = abs(target - current) / out[6]
             if quad and out[9].size > 0:
-                part, cnt = quadrature_sweep(quad_addr, ctx, P, out[8], out[9], out[12], out[13], nodes, weights,
-                                             n_p)
+                part, cnt = quadrature_sweep(quad_addr, ctx, P, out[8], out[9], out[12], out[13], nodes, weights, n_p)
                 for m in range(n_p):
                     grad_q[m] += part[m]
                 n_quad += cnt
@@ -294,8 +351,9 @@ def backward_sweep(addr, A, c, btilde, P, order, si, sj, ctrl, times, rows, rese
 _NO_QUAD = np.zeros(0, dtype=np.int64)
 
 
-def _run_backward(handle, tab, sol, grad_y, Y0, ctx, rtol, atol_arr, max_steps, a_off, checkpoints=False,
-                  quad_handle=None):
+def _run_backward(
+    handle, tab, sol, grad_y, Y0, ctx, rtol, atol_arr, max_steps, a_off, checkpoints=False, quad_handle=None
+):
     """Order the save points for the sweep, run :func:`backward_sweep`, raise if a backward solve failed."""
     rows = _cotangent_rows(sol, grad_y)[::-1].copy()
     times = np.ascontiguousarray(sol.t[::-1])
@@ -305,12 +363,35 @@ def _run_backward(handle, tab, sol, grad_y, Y0, ctx, rtol, atol_arr, max_steps, 
     ctrl = control_array(tab, t0, sol.t_span[1], None, None, None, None)
     quad_addr = _NO_QUAD if quad_handle is None else np.array(quad_handle.addresses, dtype=np.int64)
     Y, grad_q, status, t_fail, nfe, acc, rej, n_quad = backward_sweep(
-        handle.addresses, tab.A, tab.c, tab.btilde, tab.P, tab.order, si, sj, ctrl, times, rows, resets, a_off,
-        bool(checkpoints), t0, Y0, ctx, rtol, atol_arr, int(max_steps), quad_addr, GL_NODES, GL_WEIGHTS,
-        sol.p.size)
+        handle.addresses,
+        tab.A,
+        tab.c,
+        tab.btilde,
+        tab.P,
+        tab.order,
+        si,
+        sj,
+        ctrl,
+        times,
+        rows,
+        resets,
+        a_off,
+        bool(checkpoints),
+        t0,
+        Y0,
+        ctx,
+        rtol,
+        atol_arr,
+        int(max_steps),
+        quad_addr,
+        GL_NODES,
+        GL_WEIGHTS,
+        sol.p.size,
+    )
     if status != SUCCESS:
-        raise AdjointSolveFailed(f"the backward solve from t={t_fail:.6g} towards t0={t0:.6g} failed: "
-                                 f"{STATUS_MESSAGES[status]}")
+        raise AdjointSolveFailed(
+            f"the backward solve from t={t_fail:.6g} towards t0={t0:.6g} failed: {STATUS_MESSAGES[status]}"
+        )
     stats = dict(nfe=int(nfe), accepted=int(acc), rejected=int(rej))
     if quad_handle is not None:
         stats["quadrature_vjp"] = int(n_quad)
@@ -331,8 +412,19 @@ GL_NODES = np.ascontiguousarray(0.5 * (_GL_X + 1.0))
 GL_WEIGHTS = np.ascontiguousarray(0.5 * _GL_W)
 
 
-def backsolve_adjoint(f, f_vjp, sol, grad_y, rtol=1e-6, atol=1e-8, method=None, seminorm=False,
-                      checkpoints=False, max_steps=100_000, f_value_vjp=None) -> AdjointResult:
+def backsolve_adjoint(
+    f,
+    f_vjp,
+    sol,
+    grad_y,
+    rtol=1e-6,
+    atol=1e-8,
+    method=None,
+    seminorm=False,
+    checkpoints=False,
+    max_steps=100_000,
+    f_value_vjp=None,
+) -> AdjointResult:
     """Chen et al.'s adjoint: re-solve z backwards together with a and a_p (O(1) memory in the steps).
 
     ``grad_y`` holds dL/d(sol.y) (one row per saved point).  ``checkpoints=True`` resets z to the forward
@@ -360,14 +452,19 @@ def backsolve_adjoint(f, f_vjp, sol, grad_y, rtol=1e-6, atol=1e-8, method=None, 
         handle = _handle("backsolve")
     rt, at = _tolerances(rtol, atol, 2 * n, 2 * n + p.size, seminorm)
     Y0 = np.concatenate([sol.y[-1], np.zeros(n + p.size)])  # z at the last saved time
-    Y, _, stats = _run_backward(handle, tab, sol, grad_y, Y0, ctx, rt, at, max_steps, n,
-                                checkpoints=checkpoints)
-    return AdjointResult(grad_y0=Y[n:2 * n].copy(), grad_p=Y[2 * n:].copy(), nfe_backward=stats["nfe"],
-                         method="backsolve", stats=stats)
+    Y, _, stats = _run_backward(handle, tab, sol, grad_y, Y0, ctx, rt, at, max_steps, n, checkpoints=checkpoints)
+    return AdjointResult(
+        grad_y0=Y[n : 2 * n].copy(),
+        grad_p=Y[2 * n :].copy(),
+        nfe_backward=stats["nfe"],
+        method="backsolve",
+        stats=stats,
+    )
 
 
-def interpolating_adjoint(f_vjp, sol, grad_y, rtol=1e-6, atol=1e-8, method=None, seminorm=False,
-                          max_steps=100_000) -> AdjointResult:
+def interpolating_adjoint(
+    f_vjp, sol, grad_y, rtol=1e-6, atol=1e-8, method=None, seminorm=False, max_steps=100_000
+) -> AdjointResult:
     """Adjoint with z(t) from the forward dense output (solve forward with ``record_states=True``)."""
     _check_ready(sol)
     require_recorded(sol, "interpolating adjoint")
@@ -379,10 +476,12 @@ def interpolating_adjoint(f_vjp, sol, grad_y, rtol=1e-6, atol=1e-8, method=None,
     tab = get_tableau(method or sol.method)
     ctx = _interp_context(vh, sol, True)
     rt, at = _tolerances(rtol, atol, n, n + p.size, seminorm)
-    Y, _, stats = _run_backward(_handle("interpolating"), tab, sol, grad_y, np.zeros(n + p.size), ctx, rt, at,
-                                max_steps, 0)
-    return AdjointResult(grad_y0=Y[:n].copy(), grad_p=Y[n:].copy(), nfe_backward=stats["nfe"],
-                         method="interpolating", stats=stats)
+    Y, _, stats = _run_backward(
+        _handle("interpolating"), tab, sol, grad_y, np.zeros(n + p.size), ctx, rt, at, max_steps, 0
+    )
+    return AdjointResult(
+        grad_y0=Y[:n].copy(), grad_p=Y[n:].copy(), nfe_backward=stats["nfe"], method="interpolating", stats=stats
+    )
 
 
 def quadrature_adjoint(f_vjp, sol, grad_y, rtol=1e-6, atol=1e-8, method=None, max_steps=100_000) -> AdjointResult:
@@ -396,7 +495,13 @@ def quadrature_adjoint(f_vjp, sol, grad_y, rtol=1e-6, atol=1e-8, method=None, ma
     tab = get_tableau(method or sol.method)
     ctx = _interp_context(vh, sol, False)
     rt, at = _tolerances(rtol, atol, n, n, False)
-    Y, grad_p, stats = _run_backward(_handle("interpolating"), tab, sol, grad_y, np.zeros(n), ctx, rt, at,
-                                     max_steps, 0, quad_handle=vh)
-    return AdjointResult(grad_y0=Y.copy(), grad_p=grad_p, nfe_backward=stats["nfe"] + stats["quadrature_vjp"],
-                         method="quadrature", stats=stats)
+    Y, grad_p, stats = _run_backward(
+        _handle("interpolating"), tab, sol, grad_y, np.zeros(n), ctx, rt, at, max_steps, 0, quad_handle=vh
+    )
+    return AdjointResult(
+        grad_y0=Y.copy(),
+        grad_p=grad_p,
+        nfe_backward=stats["nfe"] + stats["quadrature_vjp"],
+        method="quadrature",
+        stats=stats,
+    )

@@ -15,6 +15,7 @@ stage by the one step VJP of :func:`lrnde_np.ode.rk.rk_step_vjp`.  Per step j, g
 The result is exact to round-off for the solution the solver actually computed — what the finite-difference
 tests with a replayed step sequence check.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -49,14 +50,36 @@ class AdjointResult:
 
 
 @njit(cache=True)
-def discrete_sweep(vjp_addr, A, c, btilde, P, si, sj, step_t, step_dt, step_y, step_K, p, rtol, atol,
-                   save_step, save_theta, save_order, grad_y, grad_E, grad_S, use_E, use_S):
+def discrete_sweep(
+    vjp_addr,
+    A,
+    c,
+    btilde,
+    P,
+    si,
+    sj,
+    step_t,
+    step_dt,
+    step_y,
+    step_K,
+    p,
+    rtol,
+    atol,
+    save_step,
+    save_theta,
+    save_order,
+    grad_y,
+    grad_E,
+    grad_S,
+    use_E,
+    use_S,
+):
     """Reverse sweep over the recorded steps; returns (grad_y0, grad_p, n_vjp)."""
     f_vjp = vjp_from(vjp_addr[0], vjp_addr[1])
     n_steps = step_dt.size
     s = A.shape[0]
     n = step_y.shape[1]
-    a = np.zeros(n)             # cotangent of y_{j+1} on entry to step j
+    a = np.zeros(n)  # cotangent of y_{j+1} on entry to step j
     y_bar = np.zeros(n)
     p_bar = np.zeros(p.size)
     K_bar = np.zeros((s, n))
@@ -72,7 +95,7 @@ def discrete_sweep(vjp_addr, A, c, btilde, P, si, sj, step_t, step_dt, step_y, s
     work_i = np.empty(n)
     work_j = np.empty(n)
     n_vjp = 0
-    k = save_order.size - 1     # walks the save points from the last step backwards
+    k = save_order.size - 1  # walks the save points from the last step backwards
     for j in range(n_steps - 1, -1, -1):
         h = step_dt[j]
         t = step_t[j]
@@ -135,18 +158,20 @@ def _cotangent_rows(sol, grad_y):
     try:
         g = np.ascontiguousarray(grad_y, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise TypeError(f"grad_y must be an array of real numbers shaped like sol.y {sol.y.shape}, got "
-                        f"{type(grad_y).__name__}") from exc
+        raise TypeError(
+            f"grad_y must be an array of real numbers shaped like sol.y {sol.y.shape}, got {type(grad_y).__name__}"
+        ) from exc
     if g.shape != sol.y.shape:
-        raise ValueError(f"grad_y must have the shape of sol.y {sol.y.shape} (one cotangent row per saved "
-                         f"point), got {g.shape}")
+        raise ValueError(
+            f"grad_y must have the shape of sol.y {sol.y.shape} (one cotangent row per saved point), got {g.shape}"
+        )
     if not np.all(np.isfinite(g)):
         raise ValueError("grad_y contains non-finite values")
     return g
 
 
 def _per_step(name, g, n_steps):
-    if g is None:   # an empty placeholder (never indexed: the sweep tests the flag first), not O(n_steps) zeros
+    if g is None:  # an empty placeholder (never indexed: the sweep tests the flag first), not O(n_steps) zeros
         return np.zeros(0), False
     arr = np.ascontiguousarray(g, dtype=np.float64)
     if arr.shape != (n_steps,):
@@ -158,8 +183,10 @@ def _per_step(name, g, n_steps):
 
 def require_recorded(sol, what):
     if sol.steps is None or sol.steps.K is None or sol.steps.y is None:
-        raise ValueError(f"sol: the {what} needs the forward solve's states and stages — solve with "
-                         "record_states=True (or dense=True)")
+        raise ValueError(
+            f"sol: the {what} needs the forward solve's states and stages — solve with "
+            "record_states=True (or dense=True)"
+        )
     if not sol.success:
         raise ValueError(f"sol: the forward solve did not succeed ({sol.message})")
 
@@ -192,9 +219,30 @@ def discrete_adjoint(sol, f_vjp, grad_y=None, grad_error=None, grad_stiffness=No
         raise ValueError(f"grad_stiffness: {tab.name} has no stiffness estimate")
     save_step = np.ascontiguousarray(sol.save_step, dtype=np.int64)
     save_order = np.argsort(save_step, kind="stable").astype(np.int64)
-    gy0, gp, n_vjp = discrete_sweep(vjp.addresses, tab.A, tab.c, tab.btilde, tab.P, si, sj, steps.t, steps.dt,
-                                    steps.y, steps.K, sol.p, float(sol.options["rtol"]),
-                                    np.ascontiguousarray(sol.options["atol"]), save_step,
-                                    np.ascontiguousarray(sol.save_theta), save_order, g, gE, gS, use_E, use_S)
-    return AdjointResult(grad_y0=gy0, grad_p=gp, nfe_backward=int(n_vjp), method="discrete",
-                         stats=dict(n_vjp=int(n_vjp), steps=n_steps))
+    gy0, gp, n_vjp = discrete_sweep(
+        vjp.addresses,
+        tab.A,
+        tab.c,
+        tab.btilde,
+        tab.P,
+        si,
+        sj,
+        steps.t,
+        steps.dt,
+        steps.y,
+        steps.K,
+        sol.p,
+        float(sol.options["rtol"]),
+        np.ascontiguousarray(sol.options["atol"]),
+        save_step,
+        np.ascontiguousarray(sol.save_theta),
+        save_order,
+        g,
+        gE,
+        gS,
+        use_E,
+        use_S,
+    )
+    return AdjointResult(
+        grad_y0=gy0, grad_p=gp, nfe_backward=int(n_vjp), method="discrete", stats=dict(n_vjp=int(n_vjp), steps=n_steps)
+    )

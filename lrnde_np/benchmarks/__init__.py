@@ -1,14 +1,19 @@
 """Benchmarks runnable as ``lrnde bench NAME`` (and from ``benchmarks/`` in a checkout)."""
+
 from __future__ import annotations
 
 import importlib
 import sys
 
-SUITES = {"ode": "lrnde_np.benchmarks.ode", "adjoint": "lrnde_np.benchmarks.adjoint",
-          "sde": "lrnde_np.benchmarks.sde",
-          "mnist-step": "lrnde_np.benchmarks.mnist_step", "ivp": "lrnde_np.benchmarks.ivp",
-          "cnf": "lrnde_np.benchmarks.cnf",
-          "ensemble": "lrnde_np.benchmarks.ensemble"}
+SUITES = {
+    "ode": "lrnde_np.benchmarks.ode",
+    "adjoint": "lrnde_np.benchmarks.adjoint",
+    "sde": "lrnde_np.benchmarks.sde",
+    "mnist-step": "lrnde_np.benchmarks.mnist_step",
+    "ivp": "lrnde_np.benchmarks.ivp",
+    "cnf": "lrnde_np.benchmarks.cnf",
+    "ensemble": "lrnde_np.benchmarks.ensemble",
+}
 
 
 def main(argv=None):

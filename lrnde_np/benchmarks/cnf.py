@@ -8,6 +8,7 @@ every layer) at its seeded initialisation.  Tsit5, rtol = atol = 1e-4.  Reported
 repeats, NFE (forward, backward) and time per augmented-RHS evaluation.  Set OPENBLAS_NUM_THREADS=1 on a small
 shared machine (multithreaded BLAS spins there).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,7 +29,7 @@ def gaussian_mixture(n, dim, seed=0, components=8):
 
 
 def _median_time(fn, repeats):
-    fn()   # warm (compile, caches)
+    fn()  # warm (compile, caches)
     times, out = [], None
     for _ in range(repeats):
         start = time.perf_counter()
@@ -47,26 +48,43 @@ def run(dims=(2, 64), batch=128, repeats=5, hidden=64, tol=1e-4):
             cnf = CNF(CNFDynamics(field, trace), rtol=tol, atol=tol)
             t_fwd, (_, nfe_fwd) = _median_time(lambda c=cnf, x=x, th=theta: c.log_prob(x, th, 1), repeats)
             t_grad, step = _median_time(lambda c=cnf, x=x, th=theta: c.nll_step(x, th, rng=1), repeats)
-            rows.append(dict(dim=D, trace=trace, batch=batch, forward_s=t_fwd, forward_nfe=int(nfe_fwd),
-                             grad_s=t_grad, grad_nfe_forward=step.nfe_forward, grad_nfe_backward=step.nfe_backward,
-                             forward_ms_per_eval=1e3 * t_fwd / max(nfe_fwd, 1),
-                             grad_ms_per_eval=1e3 * t_grad / max(step.nfe_forward + step.nfe_backward, 1)))
+            rows.append(
+                dict(
+                    dim=D,
+                    trace=trace,
+                    batch=batch,
+                    forward_s=t_fwd,
+                    forward_nfe=int(nfe_fwd),
+                    grad_s=t_grad,
+                    grad_nfe_forward=step.nfe_forward,
+                    grad_nfe_backward=step.nfe_backward,
+                    forward_ms_per_eval=1e3 * t_fwd / max(nfe_fwd, 1),
+                    grad_ms_per_eval=1e3 * t_grad / max(step.nfe_forward + step.nfe_backward, 1),
+                )
+            )
     return rows
 
 
 def format_rows(rows):
-    lines = ["| D | trace | forward solve (s) | NFE | ms/eval | NLL gradient (s) | NFE fwd+bwd | ms/eval | "
-             "gradient / forward |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| D | trace | forward solve (s) | NFE | ms/eval | NLL gradient (s) | NFE fwd+bwd | ms/eval | "
+        "gradient / forward |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['dim']} | {r['trace']} | {r['forward_s']:.4f} | {r['forward_nfe']} | "
-                     f"{r['forward_ms_per_eval']:.3f} | {r['grad_s']:.4f} | {r['grad_nfe_forward']}+"
-                     f"{r['grad_nfe_backward']} | {r['grad_ms_per_eval']:.3f} | {r['grad_s'] / r['forward_s']:.2f} |")
+        lines.append(
+            f"| {r['dim']} | {r['trace']} | {r['forward_s']:.4f} | {r['forward_nfe']} | "
+            f"{r['forward_ms_per_eval']:.3f} | {r['grad_s']:.4f} | {r['grad_nfe_forward']}+"
+            f"{r['grad_nfe_backward']} | {r['grad_ms_per_eval']:.3f} | {r['grad_s'] / r['forward_s']:.2f} |"
+        )
     by = {(r["dim"], r["trace"]): r for r in rows}
     for D in sorted({r["dim"] for r in rows}):
         if (D, "exact") in by and (D, "hutchinson") in by:
             e, h = by[(D, "exact")], by[(D, "hutchinson")]
-            lines.append(f"\nD = {D}: exact / Hutchinson gradient time {e['grad_s'] / h['grad_s']:.2f}x "
-                         f"(per evaluation {e['grad_ms_per_eval'] / h['grad_ms_per_eval']:.2f}x)")
+            lines.append(
+                f"\nD = {D}: exact / Hutchinson gradient time {e['grad_s'] / h['grad_s']:.2f}x "
+                f"(per evaluation {e['grad_ms_per_eval'] / h['grad_ms_per_eval']:.2f}x)"
+            )
     return "\n".join(lines)
 
 

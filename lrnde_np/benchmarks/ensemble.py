@@ -21,6 +21,7 @@ GBM over the loop; on a GPU ≥ 50x the CPU ensemble for 10⁵ LV trajectories).
 compared with the loop's solve (values, step counts): the speed is for the same answers.  The 1-minute load
 average is printed: on a shared machine the thread scaling is only as good as the free cores.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -99,21 +100,29 @@ def _interleaved(fns, repeats):
     cpu = {k: [] for k in names}
     outs = {}
     for r in range(repeats):
-        for k in names[r % len(names):] + names[:r % len(names)]:
+        for k in names[r % len(names) :] + names[: r % len(names)]:
             c = time.process_time()
             t = time.perf_counter()
             outs[k] = fns[k]()
             wall[k].append(time.perf_counter() - t)
             cpu[k].append(time.process_time() - c)
-    stats = {k: dict(median=float(np.median(wall[k])), min=float(np.min(wall[k])), cpu=float(np.median(cpu[k])))
-             for k in names}
+    stats = {
+        k: dict(median=float(np.median(wall[k])), min=float(np.min(wall[k])), cpu=float(np.median(cpu[k])))
+        for k in names
+    }
     return stats, outs
 
 
 def _timed_row(loop, ens, repeats, max_threads):
     """Loop, prange on 1 thread and on all threads, interleaved; the row's timings and the two results."""
-    stats, outs = _interleaved({"loop": loop, "prange_1": lambda: _with_threads(1, ens),
-                                "prange_all": lambda: _with_threads(max_threads, ens)}, repeats)
+    stats, outs = _interleaved(
+        {
+            "loop": loop,
+            "prange_1": lambda: _with_threads(1, ens),
+            "prange_all": lambda: _with_threads(max_threads, ens),
+        },
+        repeats,
+    )
     row = {}
     for k, v in stats.items():
         row[f"{k}_s"] = v["median"]
@@ -160,8 +169,14 @@ def _cuda_or_reason(fn):
 
 def run(n, repeats, gpu_n, seed=0):
     max_threads = numba.config.NUMBA_NUM_THREADS
-    results = {"n": n, "repeats": repeats, "threads": max_threads, "cpu_count": os.cpu_count(),
-               "loadavg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None, "problems": {}}
+    results = {
+        "n": n,
+        "repeats": repeats,
+        "threads": max_threads,
+        "cpu_count": os.cpu_count(),
+        "loadavg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "problems": {},
+    }
 
     # --- Lotka–Volterra
     Y0, P = lv_problem(n, seed)
@@ -170,18 +185,25 @@ def run(n, repeats, gpu_n, seed=0):
     lv_loop(Y0[:4], P[:4])
     row, loop_out, ens = _timed_row(lambda: lv_loop(Y0, P), lv_ens, repeats, max_threads)
     bad, rel = _agreement(loop_out, ens)
-    row.update(mismatched_rows=bad, max_rel_diff=rel, mean_accepted=float(ens.stats["accepted"].mean()),
-               mean_rejected=float(ens.stats["rejected"].mean()))
+    row.update(
+        mismatched_rows=bad,
+        max_rel_diff=rel,
+        mean_accepted=float(ens.stats["accepted"].mean()),
+        mean_rejected=float(ens.stats["rejected"].mean()),
+    )
     # GPU: the same n, and the issue's 10^5 against the CPU ensemble.
     Yg, Pg = lv_problem(gpu_n, seed + 1)
 
     def gpu():
-        run_gpu = lambda: solve_ode_ensemble(lotka_volterra, LV_SPAN, Yg, Pg, saveat=LV_SAVEAT, backend="cuda",
-                                             **LV_KW)
-        run_gpu()   # compile
+        run_gpu = lambda: solve_ode_ensemble(lotka_volterra, LV_SPAN, Yg, Pg, saveat=LV_SAVEAT, backend="cuda", **LV_KW)
+        run_gpu()  # compile
         t_gpu, _ = _median_time(run_gpu, repeats)
-        t_cpu, _ = _with_threads(max_threads, lambda: _median_time(
-            lambda: solve_ode_ensemble(lotka_volterra, LV_SPAN, Yg, Pg, saveat=LV_SAVEAT, **LV_KW), 1))
+        t_cpu, _ = _with_threads(
+            max_threads,
+            lambda: _median_time(
+                lambda: solve_ode_ensemble(lotka_volterra, LV_SPAN, Yg, Pg, saveat=LV_SAVEAT, **LV_KW), 1
+            ),
+        )
         return dict(n=gpu_n, gpu_s=t_gpu, cpu_all_s=t_cpu, gpu_vs_cpu=t_cpu / t_gpu)
 
     row["gpu"], row["gpu_skipped"] = _cuda_or_reason(gpu)
@@ -194,22 +216,34 @@ def run(n, repeats, gpu_n, seed=0):
     seeds = np.arange(n)
     for name, method in (("GBM", "sosri"), ("GBM-sriw1", "sriw1")):
         kw = dict(GBM_KW, method=method)
-        gbm_ens = lambda kw=kw: solve_sde_ensemble(gbm_drift, gbm_diffusion, GBM_SPAN, X0, pg, saveat=[1.0],
-                                                   seeds=seeds, **kw)
+        gbm_ens = lambda kw=kw: solve_sde_ensemble(
+            gbm_drift, gbm_diffusion, GBM_SPAN, X0, pg, saveat=[1.0], seeds=seeds, **kw
+        )
         gbm_ens()
         gbm_loop(X0[:4], pg, seeds[:4], kw)
         row, loop_out, ens = _timed_row(lambda kw=kw: gbm_loop(X0, pg, seeds, kw), gbm_ens, repeats, max_threads)
         t_all = row["prange_all_s"]
-        ens_counts = type(ens)(t=ens.t, y=ens.y, status=ens.status, t_end=ens.t_end, backend=ens.backend,
-                               stats=dict(nfe=ens.stats["nfe"], accepted=ens.stats["accepted"],
-                                          rejected=ens.stats["rejected"]))
+        ens_counts = type(ens)(
+            t=ens.t,
+            y=ens.y,
+            status=ens.status,
+            t_end=ens.t_end,
+            backend=ens.backend,
+            stats=dict(nfe=ens.stats["nfe"], accepted=ens.stats["accepted"], rejected=ens.stats["rejected"]),
+        )
         bad, rel = _agreement(loop_out, ens_counts)
-        row.update(method=method, mismatched_rows=bad, max_rel_diff=rel,
-                   mean_accepted=float(ens.stats["accepted"].mean()), mean_rejected=float(ens.stats["rejected"].mean()))
+        row.update(
+            method=method,
+            mismatched_rows=bad,
+            max_rel_diff=rel,
+            mean_accepted=float(ens.stats["accepted"].mean()),
+            mean_rejected=float(ens.stats["rejected"].mean()),
+        )
 
         def gpu_sde(kw=kw, t_all=t_all):
-            run_gpu = lambda: solve_sde_ensemble(gbm_drift, gbm_diffusion, GBM_SPAN, X0, pg, saveat=[1.0],
-                                                 seeds=seeds, backend="cuda", **kw)
+            run_gpu = lambda: solve_sde_ensemble(
+                gbm_drift, gbm_diffusion, GBM_SPAN, X0, pg, saveat=[1.0], seeds=seeds, backend="cuda", **kw
+            )
             run_gpu()
             t_gpu, _ = _median_time(run_gpu, repeats)
             return dict(n=n, gpu_s=t_gpu, gpu_vs_cpu=t_all / t_gpu)
@@ -232,30 +266,42 @@ def run(n, repeats, gpu_n, seed=0):
 
 
 def report(res):
-    print(f"ensembles of {res['n']} trajectories; median of {res['repeats']} runs; {res['threads']} Numba threads on "
-          f"{res['cpu_count']} CPUs (1-min load average at start {res['loadavg_1min']})")
-    print(f"{'problem':>10} {'loop /s':>10} {'prange×1 /s':>12} {'prange×all /s':>14} {'threads':>8} {'vs loop':>8}"
-          f" {'target':>7} {'rows ≠':>7} {'steps':>7}")
+    print(
+        f"ensembles of {res['n']} trajectories; median of {res['repeats']} runs; {res['threads']} Numba threads on "
+        f"{res['cpu_count']} CPUs (1-min load average at start {res['loadavg_1min']})"
+    )
+    print(
+        f"{'problem':>10} {'loop /s':>10} {'prange×1 /s':>12} {'prange×all /s':>14} {'threads':>8} {'vs loop':>8}"
+        f" {'target':>7} {'rows ≠':>7} {'steps':>7}"
+    )
     for name, r in res["problems"].items():
         tgt = TARGETS[f"{name.split('-')[0]}_vs_loop"]
-        print(f"{name:>10} {r['per_s_loop']:10.0f} {r['per_s_prange_1']:12.0f} {r['per_s_prange_all']:14.0f} "
-              f"{r['threads_speedup']:7.2f}x {r['vs_loop']:7.1f}x {tgt:6.0f}x {r['mismatched_rows']:7d} "
-              f"{r['mean_accepted']:7.1f}")
+        print(
+            f"{name:>10} {r['per_s_loop']:10.0f} {r['per_s_prange_1']:12.0f} {r['per_s_prange_all']:14.0f} "
+            f"{r['threads_speedup']:7.2f}x {r['vs_loop']:7.1f}x {tgt:6.0f}x {r['mismatched_rows']:7d} "
+            f"{r['mean_accepted']:7.1f}"
+        )
     print("best of the runs (min wall time), and process CPU time per trajectory (µs; all threads summed):")
     for name, r in res["problems"].items():
         c = r["cpu_us_per_traj"]
-        print(f"{name:>10} threads {r['threads_speedup_best']:5.2f}x  vs loop {r['vs_loop_best']:6.1f}x   CPU µs/traj: "
-              f"loop {c['loop']:8.1f}  prange×1 {c['prange_1']:8.1f}  prange×all {c['prange_all']:8.1f}")
+        print(
+            f"{name:>10} threads {r['threads_speedup_best']:5.2f}x  vs loop {r['vs_loop_best']:6.1f}x   CPU µs/traj: "
+            f"loop {c['loop']:8.1f}  prange×1 {c['prange_1']:8.1f}  prange×all {c['prange_all']:8.1f}"
+        )
     print(f"1-min load average at the end {res['loadavg_1min_end']}")
-    print(f"targets: prange(all threads) >= {TARGETS['threads']}x prange(1 thread) on 2 cores; "
-          f">= {TARGETS['LV_vs_loop']}x (LV) and >= {TARGETS['GBM_vs_loop']}x (GBM) the Python loop")
+    print(
+        f"targets: prange(all threads) >= {TARGETS['threads']}x prange(1 thread) on 2 cores; "
+        f">= {TARGETS['LV_vs_loop']}x (LV) and >= {TARGETS['GBM_vs_loop']}x (GBM) the Python loop"
+    )
     for name, r in res["problems"].items():
         if r["gpu"] is None:
             print(f"{name} GPU: skipped — {r['gpu_skipped']}")
             continue
         g = r["gpu"]
-        print(f"{name} GPU: {g['n']} trajectories in {g['gpu_s']:.3f} s, {g['gpu_vs_cpu']:.1f}x the CPU ensemble "
-              f"(target >= {TARGETS['gpu_vs_cpu']}x for LV)")
+        print(
+            f"{name} GPU: {g['n']} trajectories in {g['gpu_s']:.3f} s, {g['gpu_vs_cpu']:.1f}x the CPU ensemble "
+            f"(target >= {TARGETS['gpu_vs_cpu']}x for LV)"
+        )
 
 
 def main(argv=None):

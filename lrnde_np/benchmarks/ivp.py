@@ -12,6 +12,7 @@ Reported: the first call of ours (Numba compiles ``fun`` and a wrapper then; not
 IQR of the per-call time over interleaved repeat blocks (``time.perf_counter``), the NFE, the error at t = 10
 against DOP853 at rtol = atol = 1e-12, and the speed ratio SciPy / ours (issue 13's target: ≥ 20x).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,12 +49,15 @@ def bench(repeats, min_block_s):
     rows = []
     for mode, kw in MODES.items():
         calls = {
-            "ours RK45": lambda kw=kw: solve_ivp(lotka_volterra, SPAN, Y0, method="RK45", rtol=TOL, atol=TOL,
-                                                 args=ARGS, **kw),
-            "ours Tsit5": lambda kw=kw: solve_ivp(lotka_volterra, SPAN, Y0, method="Tsit5", rtol=TOL, atol=TOL,
-                                                  args=ARGS, **kw),
-            "scipy RK45": lambda kw=kw: scipy.integrate.solve_ivp(lotka_volterra, SPAN, Y0, method="RK45", rtol=TOL,
-                                                                  atol=TOL, args=ARGS, **kw),
+            "ours RK45": lambda kw=kw: solve_ivp(
+                lotka_volterra, SPAN, Y0, method="RK45", rtol=TOL, atol=TOL, args=ARGS, **kw
+            ),
+            "ours Tsit5": lambda kw=kw: solve_ivp(
+                lotka_volterra, SPAN, Y0, method="Tsit5", rtol=TOL, atol=TOL, args=ARGS, **kw
+            ),
+            "scipy RK45": lambda kw=kw: scipy.integrate.solve_ivp(
+                lotka_volterra, SPAN, Y0, method="RK45", rtol=TOL, atol=TOL, args=ARGS, **kw
+            ),
         }
         per_call, _ = interleaved_blocks(calls, repeats, min_block_s)
         stats = {name: summary(v) for name, v in per_call.items()}
@@ -68,18 +72,24 @@ def bench(repeats, min_block_s):
 
 def report(res):
     print(f"Lotka–Volterra, t in [0, 10], rtol = atol = {TOL:g}, plain Python fun(t, y, *args)")
-    print(f"first call of lrnde_np.solve_ivp (Numba compiles fun + wrapper): {res['first_call_s']:.2f} s "
-          f"(excluded below)")
-    print(f"{'output':8s} {'solver':11s} {'median':>10s} {'IQR':>9s} {'nfev':>6s} {'err(t=10)':>10s} "
-          f"{'SciPy/ours':>11s}")
+    print(
+        f"first call of lrnde_np.solve_ivp (Numba compiles fun + wrapper): {res['first_call_s']:.2f} s (excluded below)"
+    )
+    print(
+        f"{'output':8s} {'solver':11s} {'median':>10s} {'IQR':>9s} {'nfev':>6s} {'err(t=10)':>10s} {'SciPy/ours':>11s}"
+    )
     for row in res["rows"]:
         for name in ("ours RK45", "ours Tsit5", "scipy RK45"):
             s = row[name]
-            print(f"{row['mode']:8s} {name:11s} {s['median'] * 1e6:8.1f}µs {s['iqr'] * 1e6:7.1f}µs {s['nfev']:6d} "
-                  f"{s['error_at_10']:10.2e} {s['speedup_vs_scipy']:10.1f}x")
+            print(
+                f"{row['mode']:8s} {name:11s} {s['median'] * 1e6:8.1f}µs {s['iqr'] * 1e6:7.1f}µs {s['nfev']:6d} "
+                f"{s['error_at_10']:10.2e} {s['speedup_vs_scipy']:10.1f}x"
+            )
     worst = min(row["ours RK45"]["speedup_vs_scipy"] for row in res["rows"])
-    print(f"smallest speed-up of lrnde_np RK45 over SciPy RK45: {worst:.1f}x (target ≥ {TARGET_SPEEDUP:g}x: "
-          f"{'met' if worst >= TARGET_SPEEDUP else 'MISSED'})")
+    print(
+        f"smallest speed-up of lrnde_np RK45 over SciPy RK45: {worst:.1f}x (target ≥ {TARGET_SPEEDUP:g}x: "
+        f"{'met' if worst >= TARGET_SPEEDUP else 'MISSED'})"
+    )
     return worst
 
 

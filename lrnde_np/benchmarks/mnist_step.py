@@ -17,6 +17,7 @@ after ``--train`` Adam iterations (on ``--data`` MNIST if given, else on seeded 
 Each thread count runs in a subprocess with ``OMP_NUM_THREADS``/``OPENBLAS_NUM_THREADS``/``MKL_NUM_THREADS``/
 ``NUMBA_NUM_THREADS`` set before NumPy and Numba load. JIT compile (or cache load) time is reported separately.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,8 +78,17 @@ def measure_in_process(args) -> dict:
     rng = np.random.default_rng(args.seed)
     images, labels = _images(args, rng)
     n_train = images.shape[0] - BATCH
-    task = MNISTTask(images[:n_train], labels[:n_train], images[n_train:], labels[n_train:], hidden=HIDDEN,
-                     rtol=1e-5, atol=1e-5, adjoint="discrete", batch_size=BATCH)
+    task = MNISTTask(
+        images[:n_train],
+        labels[:n_train],
+        images[n_train:],
+        labels[n_train:],
+        hidden=HIDDEN,
+        rtol=1e-5,
+        atol=1e-5,
+        adjoint="discrete",
+        batch_size=BATCH,
+    )
     params = task.init_params(np.random.default_rng(args.seed))
     reg = Regularization("none")
     batch = task.sample_batch(np.random.default_rng(args.seed + 1))
@@ -105,16 +115,24 @@ def measure_in_process(args) -> dict:
         g = np.ones_like(z1).ravel() * 1e-3
 
         flt0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        step_med, step_min = _median_time(lambda: task.step(params, batch, reg, 0.0, np.random.default_rng(0)),
-                                          args.repeats)
+        step_med, step_min = _median_time(
+            lambda: task.step(params, batch, reg, 0.0, np.random.default_rng(0)), args.repeats
+        )
         faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - flt0) / args.repeats
         fwd_med, _ = _median_time(forward, args.repeats)
         bwd_med, _ = _median_time(lambda: task.node.backward(fp, g, 0.0), args.repeats)
         equivalents = out.nfe_forward + 2 * out.nfe_backward
-        results[label] = dict(step_us=step_med * 1e6, step_min_us=step_min * 1e6, forward_us=fwd_med * 1e6,
-                              backward_us=bwd_med * 1e6, nfe_forward=out.nfe_forward, vjps=out.nfe_backward,
-                              forward_equivalents=equivalents, page_faults_per_step=faults,
-                              floor_ratio=step_med / (equivalents * floor))
+        results[label] = dict(
+            step_us=step_med * 1e6,
+            step_min_us=step_min * 1e6,
+            forward_us=fwd_med * 1e6,
+            backward_us=bwd_med * 1e6,
+            nfe_forward=out.nfe_forward,
+            vjps=out.nfe_backward,
+            forward_equivalents=equivalents,
+            page_faults_per_step=faults,
+            floor_ratio=step_med / (equivalents * floor),
+        )
         return out
 
     one_state("initial", params)
@@ -140,16 +158,21 @@ def _run_threads(threads, argv):
 
 
 def _report(all_results):
-    lines = ["| threads | weights | µs / step | forward µs | backward µs | NFE fwd | VJPs | fwd-equiv. | "
-             "1 fwd matmul µs | floor ratio | page faults / step |", "|" + "---|" * 11]
+    lines = [
+        "| threads | weights | µs / step | forward µs | backward µs | NFE fwd | VJPs | fwd-equiv. | "
+        "1 fwd matmul µs | floor ratio | page faults / step |",
+        "|" + "---|" * 11,
+    ]
     for r in all_results:
         for label in ("initial", "trained"):
             if label in r:
                 s = r[label]
-                lines.append(f"| {r['threads']} | {label} | {s['step_us']:.0f} | {s['forward_us']:.0f} | "
-                             f"{s['backward_us']:.0f} | {s['nfe_forward']} | {s['vjps']} | "
-                             f"{s['forward_equivalents']} | {r['matmul_forward_us']:.0f} | {s['floor_ratio']:.2f} | "
-                             f"{s['page_faults_per_step']:.0f} |")
+                lines.append(
+                    f"| {r['threads']} | {label} | {s['step_us']:.0f} | {s['forward_us']:.0f} | "
+                    f"{s['backward_us']:.0f} | {s['nfe_forward']} | {s['vjps']} | "
+                    f"{s['forward_equivalents']} | {r['matmul_forward_us']:.0f} | {s['floor_ratio']:.2f} | "
+                    f"{s['page_faults_per_step']:.0f} |"
+                )
     by_threads = {r["threads"]: r["initial"]["step_us"] for r in all_results}
     if 1 in by_threads and 2 in by_threads:
         lines.append(f"\n2 threads vs 1: {by_threads[1] / by_threads[2]:.2f}x faster (target ≥ 1.6x)")
@@ -181,8 +204,10 @@ def main(argv=None):
     child_argv = ["--repeats", str(args.repeats), "--train", str(args.train), "--seed", str(args.seed)]
     if args.data:
         child_argv += ["--data", args.data]
-    print(f"MNIST training step, batch {BATCH}, 784-{HIDDEN}-784 tanh field, Tsit5 rtol=atol=1e-5, discrete "
-          f"adjoint; {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
+    print(
+        f"MNIST training step, batch {BATCH}, 784-{HIDDEN}-784 tanh field, Tsit5 rtol=atol=1e-5, discrete "
+        f"adjoint; {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    )
     all_results = [_run_threads(t, child_argv) for t in args.threads]
     print(_report(all_results))
     if args.json:

@@ -19,6 +19,7 @@ calls' worth of time the solver spends per RHS call it makes (1 = pure RHS time)
 the wall time of fresh ``python -c "import lrnde_np; <solve P1>"`` processes (the second one finds Numba's
 on-disk cache warm).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,8 +60,16 @@ def lotka_volterra_numpy(t, y, p=LV_PARAMS):
 
 def solve_p1():
     """P1 as a user would write it (also what the cold-start subprocess runs)."""
-    return solve_ode(lotka_volterra, (0.0, 10.0), np.array([1.0, 1.0]), LV_PARAMS, method="tsit5", rtol=1e-6,
-                     atol=1e-6, saveat=np.linspace(0.0, 10.0, 101))
+    return solve_ode(
+        lotka_volterra,
+        (0.0, 10.0),
+        np.array([1.0, 1.0]),
+        LV_PARAMS,
+        method="tsit5",
+        rtol=1e-6,
+        atol=1e-6,
+        saveat=np.linspace(0.0, 10.0, 101),
+    )
 
 
 def spiral_problem(seed=SPIRAL_SEED):
@@ -84,13 +93,30 @@ def spiral_problem(seed=SPIRAL_SEED):
 def problems():
     mlp, p2, spiral_numpy = spiral_problem()
     return [
-        dict(name="P1", title="Lotka-Volterra (2 states), tsit5", make_f=lambda: lotka_volterra,
-             f_numpy=lotka_volterra_numpy,
-             y0=np.array([1.0, 1.0]), p=LV_PARAMS.copy(), t_span=(0.0, 10.0), saveat=np.linspace(0.0, 10.0, 101),
-             rtol=1e-6, atol=1e-6),
-        dict(name="P2", title="spiral MLP 2-50-2 (cube, tanh), tsit5", make_f=lambda: mlp.rhs, f_numpy=spiral_numpy,
-             y0=np.array([2.0, 0.0]), p=p2, t_span=(0.0, 1.5), saveat=np.linspace(0.0, 1.5, 30),
-             rtol=1e-6, atol=1e-8),
+        dict(
+            name="P1",
+            title="Lotka-Volterra (2 states), tsit5",
+            make_f=lambda: lotka_volterra,
+            f_numpy=lotka_volterra_numpy,
+            y0=np.array([1.0, 1.0]),
+            p=LV_PARAMS.copy(),
+            t_span=(0.0, 10.0),
+            saveat=np.linspace(0.0, 10.0, 101),
+            rtol=1e-6,
+            atol=1e-6,
+        ),
+        dict(
+            name="P2",
+            title="spiral MLP 2-50-2 (cube, tanh), tsit5",
+            make_f=lambda: mlp.rhs,
+            f_numpy=spiral_numpy,
+            y0=np.array([2.0, 0.0]),
+            p=p2,
+            t_span=(0.0, 1.5),
+            saveat=np.linspace(0.0, 1.5, 30),
+            rtol=1e-6,
+            atol=1e-8,
+        ),
     ]
 
 
@@ -153,8 +179,28 @@ def loop_arguments(prob):
     ctrl = control_array(tab, t0, t1, None, None, None, None)
     si, sj = tab.stiffness_pair
     atol = np.full(prob["y0"].size, prob["atol"])
-    return handle, (handle.addresses, tab.A, tab.c, tab.btilde, tab.P, tab.order, si, sj, t0, t1, prob["y0"],
-                    prob["p"], prob["rtol"], atol, prob["saveat"], False, ctrl, True, 100_000, 0)
+    return handle, (
+        handle.addresses,
+        tab.A,
+        tab.c,
+        tab.btilde,
+        tab.P,
+        tab.order,
+        si,
+        sj,
+        t0,
+        t1,
+        prob["y0"],
+        prob["p"],
+        prob["rtol"],
+        atol,
+        prob["saveat"],
+        False,
+        ctrl,
+        True,
+        100_000,
+        0,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -166,8 +212,16 @@ def bench_problem(prob, repeats, min_block_s):
     res = dict(name=prob["name"], title=prob["title"])
 
     def ours():
-        return solve_ode(f, prob["t_span"], prob["y0"], prob["p"], method="tsit5", rtol=prob["rtol"],
-                         atol=prob["atol"], saveat=prob["saveat"])
+        return solve_ode(
+            f,
+            prob["t_span"],
+            prob["y0"],
+            prob["p"],
+            method="tsit5",
+            rtol=prob["rtol"],
+            atol=prob["atol"],
+            saveat=prob["saveat"],
+        )
 
     # First call: builds (P2: compiles the MLP's entry point) and compiles or cache-loads the RHS and the loop.
     t0 = time.perf_counter()
@@ -185,15 +239,23 @@ def bench_problem(prob, repeats, min_block_s):
     res["loop_nfe"] = int(out[5])
 
     def scipy_solve():
-        return solve_ivp(prob["f_numpy"], prob["t_span"], prob["y0"], method="RK45", rtol=prob["rtol"],
-                         atol=prob["atol"], t_eval=prob["saveat"])
+        return solve_ivp(
+            prob["f_numpy"],
+            prob["t_span"],
+            prob["y0"],
+            method="RK45",
+            rtol=prob["rtol"],
+            atol=prob["atol"],
+            t_eval=prob["saveat"],
+        )
 
     ref = scipy_solve()
     res["scipy_nfe"] = int(ref.nfev)
     res["max_abs_diff_vs_scipy"] = float(np.max(np.abs(ref.y.T - sol.y)))
 
     times, res["calls_per_block"] = interleaved_blocks(
-        {"solve_ode": ours, "loop": lambda: solve_loop(*args), "scipy_rk45": scipy_solve}, repeats, min_block_s)
+        {"solve_ode": ours, "loop": lambda: solve_loop(*args), "scipy_rk45": scipy_solve}, repeats, min_block_s
+    )
     for key, per_call in times.items():
         res[key] = summary(per_call)
     # Speed-up within each round of blocks (robust to load drifting between rounds).
@@ -211,9 +273,11 @@ def bench_problem(prob, repeats, min_block_s):
     return res
 
 
-COLD_SCRIPT = ("import time; t0 = time.perf_counter(); import lrnde_np; t1 = time.perf_counter(); "
-               "from lrnde_np.benchmarks.ode import solve_p1; s = solve_p1(); t2 = time.perf_counter(); "
-               "assert s.success; print(f'{t1 - t0:.4f} {t2 - t1:.4f}')")
+COLD_SCRIPT = (
+    "import time; t0 = time.perf_counter(); import lrnde_np; t1 = time.perf_counter(); "
+    "from lrnde_np.benchmarks.ode import solve_p1; s = solve_p1(); t2 = time.perf_counter(); "
+    "assert s.success; print(f'{t1 - t0:.4f} {t2 - t1:.4f}')"
+)
 
 
 def _fresh_process(what, numba_cache_dir=None):
@@ -269,34 +333,46 @@ def report(results, cold, compile_run=None):
         lines.append(f"{r['name']}: {r['title']}")
         lines.append(f"  first call (JIT compile / cache load): {_fmt_time(r['first_call_s'])}")
         lines.append(f"  {'':<22}{'median':>12}{'IQR':>12}{'NFE':>8}")
-        for key, label, nfe in [("solve_ode", "solve_ode", r["nfe"]), ("loop", "compiled loop", r["loop_nfe"]),
-                                ("scipy_rk45", "SciPy RK45 (NumPy RHS)", r["scipy_nfe"])]:
+        for key, label, nfe in [
+            ("solve_ode", "solve_ode", r["nfe"]),
+            ("loop", "compiled loop", r["loop_nfe"]),
+            ("scipy_rk45", "SciPy RK45 (NumPy RHS)", r["scipy_nfe"]),
+        ]:
             s = r[key]
             lines.append(f"  {label:<22}{_fmt_time(s['median']):>12}{_fmt_time(s['iqr']):>12}{nfe:>8}")
         lines.append(f"  one RHS call (from a compiled loop): {_fmt_time(r['rhs_call']['median'])}")
-        lines.append(f"  steps: {r['accepted']} accepted, {r['rejected']} rejected; max |ours - RK45| = "
-                     f"{r['max_abs_diff_vs_scipy']:.2e}")
-        lines.append(f"  speed-up vs RK45 (ratio of medians): solve_ode {r['speedup_solve_ode_vs_scipy']:.1f}x, "
-                     f"loop "
-                     f"{r['speedup_loop_vs_scipy']:.1f}x  (target >= {r['target_speedup']:.0f}x: "
-                     f"{_ok(r['speedup_solve_ode_vs_scipy'] >= r['target_speedup'])}); per round of blocks: "
-                     f"median {r['speedup_per_round']['median']:.1f}x, IQR "
-                     f"{r['speedup_per_round']['q1']:.1f}-{r['speedup_per_round']['q3']:.1f}x")
-        lines.append(f"  overhead = time / (NFE x RHS call): solve_ode {r['overhead_solve_ode']:.2f}, loop "
-                     f"{r['overhead_loop']:.2f}  (target <= {TARGET_OVERHEAD}: "
-                     f"{_ok(r['overhead_solve_ode'] <= TARGET_OVERHEAD)})")
+        lines.append(
+            f"  steps: {r['accepted']} accepted, {r['rejected']} rejected; max |ours - RK45| = "
+            f"{r['max_abs_diff_vs_scipy']:.2e}"
+        )
+        lines.append(
+            f"  speed-up vs RK45 (ratio of medians): solve_ode {r['speedup_solve_ode_vs_scipy']:.1f}x, "
+            f"loop "
+            f"{r['speedup_loop_vs_scipy']:.1f}x  (target >= {r['target_speedup']:.0f}x: "
+            f"{_ok(r['speedup_solve_ode_vs_scipy'] >= r['target_speedup'])}); per round of blocks: "
+            f"median {r['speedup_per_round']['median']:.1f}x, IQR "
+            f"{r['speedup_per_round']['q1']:.1f}-{r['speedup_per_round']['q3']:.1f}x"
+        )
+        lines.append(
+            f"  overhead = time / (NFE x RHS call): solve_ode {r['overhead_solve_ode']:.2f}, loop "
+            f"{r['overhead_loop']:.2f}  (target <= {TARGET_OVERHEAD}: "
+            f"{_ok(r['overhead_solve_ode'] <= TARGET_OVERHEAD)})"
+        )
         lines.append("")
     if cold:
         lines.append("cold start: python -c 'import lrnde_np; solve P1' in fresh processes")
         for k, c in enumerate(cold):
-            lines.append(f"  process {k + 1}: wall {c['wall_s']:.3f} s  (import {c['import_s']:.3f} s, first "
-                         f"solve {c['first_solve_s']:.3f} s)")
+            lines.append(
+                f"  process {k + 1}: wall {c['wall_s']:.3f} s  (import {c['import_s']:.3f} s, first "
+                f"solve {c['first_solve_s']:.3f} s)"
+            )
         second = cold[1]["wall_s"] if len(cold) > 1 else cold[0]["wall_s"]
-        lines.append(f"  second process: {second:.3f} s  (target < {TARGET_COLD_S} s: "
-                     f"{_ok(second < TARGET_COLD_S)})")
+        lines.append(f"  second process: {second:.3f} s  (target < {TARGET_COLD_S} s: {_ok(second < TARGET_COLD_S)})")
     if compile_run:
-        lines.append(f"full JIT compile (fresh process, empty Numba cache): wall {compile_run['wall_s']:.2f} s "
-                     f"(import {compile_run['import_s']:.2f} s, first solve {compile_run['first_solve_s']:.2f} s)")
+        lines.append(
+            f"full JIT compile (fresh process, empty Numba cache): wall {compile_run['wall_s']:.2f} s "
+            f"(import {compile_run['import_s']:.2f} s, first solve {compile_run['first_solve_s']:.2f} s)"
+        )
     return "\n".join(lines)
 
 
@@ -306,8 +382,11 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="few short blocks, one cold-start process pair")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--no-cold", action="store_true", help="skip the cold-start subprocesses")
-    parser.add_argument("--no-compile", action="store_true",
-                        help="skip the empty-cache compile run (on by default unless --quick; ~20-30 s)")
+    parser.add_argument(
+        "--no-compile",
+        action="store_true",
+        help="skip the empty-cache compile run (on by default unless --quick; ~20-30 s)",
+    )
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be a positive integer")
@@ -321,15 +400,23 @@ def main(argv=None):
     cold = [] if args.no_cold else cold_start(2 if args.quick else 3)
     compile_run = None if (args.quick or args.no_compile or args.no_cold) else cold_compile()
     text = report(results, cold, compile_run)
-    print(f"lrnde bench ode  (numpy {np.__version__}, numba {numba.__version__}, scipy {scipy.__version__}, "
-          f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs)\n")
+    print(
+        f"lrnde bench ode  (numpy {np.__version__}, numba {numba.__version__}, scipy {scipy.__version__}, "
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs)\n"
+    )
     print(text)
     if args.json:
-        payload = dict(problems=results, cold_start=cold, cold_compile=compile_run, repeats=repeats,
-                       min_block_s=min_block_s,
-                       versions=dict(numpy=np.__version__, numba=numba.__version__, scipy=scipy.__version__,
-                                     python=sys.version.split()[0]),
-                       targets=dict(speedup=TARGET_SPEEDUP, overhead=TARGET_OVERHEAD, cold_start_s=TARGET_COLD_S))
+        payload = dict(
+            problems=results,
+            cold_start=cold,
+            cold_compile=compile_run,
+            repeats=repeats,
+            min_block_s=min_block_s,
+            versions=dict(
+                numpy=np.__version__, numba=numba.__version__, scipy=scipy.__version__, python=sys.version.split()[0]
+            ),
+            targets=dict(speedup=TARGET_SPEEDUP, overhead=TARGET_OVERHEAD, cold_start_s=TARGET_COLD_S),
+        )
         with open(args.json, "w") as fh:
             json.dump(payload, fh, indent=2)
         print(f"\nwrote {args.json}")

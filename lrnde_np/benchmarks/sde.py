@@ -13,6 +13,7 @@ ladder of step counts and the smallest N whose error is at most sdeint's is used
 strong error (with its standard error), the median time per solve (``time.perf_counter`` over all paths,
 repeated), and the time ratio sdeint / ours.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,12 +52,14 @@ def increments(n_steps, n_paths, seed):
     """(dW, dZ) of shape (n_paths, n_steps, 1), seeded."""
     rng = np.random.default_rng([seed, n_steps])
     h = T / n_steps
-    return (rng.standard_normal((n_paths, n_steps, 1)) * np.sqrt(h),
-            rng.standard_normal((n_paths, n_steps, 1)) * np.sqrt(h))
+    return (
+        rng.standard_normal((n_paths, n_steps, 1)) * np.sqrt(h),
+        rng.standard_normal((n_paths, n_steps, 1)) * np.sqrt(h),
+    )
 
 
 def exact(dW):
-    return X0 * np.exp((MU - 0.5 * SIGMA ** 2) * T + SIGMA * dW.sum(axis=(1, 2)))
+    return X0 * np.exp((MU - 0.5 * SIGMA**2) * T + SIGMA * dW.sum(axis=(1, 2)))
 
 
 def run_ours(method, n_steps, dW, dZ):
@@ -66,8 +69,7 @@ def run_ours(method, n_steps, dW, dZ):
     out = np.empty(dW.shape[0])
     t0 = time.perf_counter()
     for k in range(dW.shape[0]):
-        sol = solve_sde(gbm_drift, gbm_diffusion, (0.0, T), x0, p, method=method, path=(grid, dW[k], dZ[k]),
-                        saveat=[T])
+        sol = solve_sde(gbm_drift, gbm_diffusion, (0.0, T), x0, p, method=method, path=(grid, dW[k], dZ[k]), saveat=[T])
         out[k] = sol.x[-1, 0]
     return out, (time.perf_counter() - t0) / dW.shape[0]
 
@@ -96,8 +98,13 @@ def measure(kind, n_steps, n_paths, seed, repeats):
         x, t = run_sdeint(n_steps, dW) if kind == "sdeint" else run_ours(kind, n_steps, dW, dZ)
         times.append(t)
     err, se = strong_error(x, dW)
-    return dict(solver=kind, n_steps=int(n_steps), strong_error=err, strong_error_se=se,
-                time_per_solve_s=float(np.median(times)))
+    return dict(
+        solver=kind,
+        n_steps=int(n_steps),
+        strong_error=err,
+        strong_error_se=se,
+        time_per_solve_s=float(np.median(times)),
+    )
 
 
 def main(argv=None):
@@ -141,10 +148,11 @@ def main(argv=None):
     for r in rows:
         ratio = ref["time_per_solve_s"] / r["time_per_solve_s"]
         r["speedup_vs_sdeint"] = ratio
-        print(f"{r['solver']:>14} {r['n_steps']:>6d} {r['strong_error']:>14.3e} {r['strong_error_se']:>10.1e} "
-              f"{r['time_per_solve_s'] * 1e3:>10.3f}ms {ratio:>12.1f}")
+        print(
+            f"{r['solver']:>14} {r['n_steps']:>6d} {r['strong_error']:>14.3e} {r['strong_error_se']:>10.1e} "
+            f"{r['time_per_solve_s'] * 1e3:>10.3f}ms {ratio:>12.1f}"
+        )
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump(dict(problem=dict(mu=MU, sigma=SIGMA, x0=X0, T=T), paths=args.paths, results=rows), fh,
-                      indent=2)
+            json.dump(dict(problem=dict(mu=MU, sigma=SIGMA, x0=X0, T=T), paths=args.paths, results=rows), fh, indent=2)
     return 0

@@ -6,6 +6,7 @@ applies unchanged.  Its parameter vector is ``[θ, ε]``: θ the field's paramet
 trace) one noise vector per sample, drawn once per solve (:meth:`CNFDynamics.params`) and not differentiated
 (its entries of the VJP are zero).
 """
+
 from __future__ import annotations
 
 import numbers
@@ -94,10 +95,10 @@ class HyperField:
         """(W (M, D), u (M, D), b (M)) at time t."""
         M, D = self.width, self.dim
         phi = self.hyper.forward(np.array([[float(t)]]), theta)[0]
-        W = phi[:M * D].reshape(M, D)
-        U = phi[M * D:2 * M * D].reshape(M, D)
-        G = phi[2 * M * D:3 * M * D].reshape(M, D)
-        return W, U / (1.0 + np.exp(-G)), phi[3 * M * D:]
+        W = phi[: M * D].reshape(M, D)
+        U = phi[M * D : 2 * M * D].reshape(M, D)
+        G = phi[2 * M * D : 3 * M * D].reshape(M, D)
+        return W, U / (1.0 + np.exp(-G)), phi[3 * M * D :]
 
     def __repr__(self):
         return f"HyperField(dim={self.dim}, width={self.width}, activation={self.activation!r})"
@@ -122,17 +123,22 @@ def _compile(kind, cfg):
     make = _kernel_from
     frozen = cfg.copy()
     if kind == "rhs":
+
         def rhs(t, y, p, out):
             e = np.empty(0)
             make(c_addr, jit_addr)(frozen, t, y, p, e, out, e, e, False)
+
         return njit(RHS_SIG)(rhs)
     if kind == "vjp":
+
         def vjp(t, y, p, a, out_y, out_p):
             make(c_addr, jit_addr)(frozen, t, y, p, a, np.empty(0), out_y, out_p, True)
+
         return njit(VJP_SIG)(vjp)
 
     def value_vjp(t, y, p, a, out_f, out_y, out_p):
         make(c_addr, jit_addr)(frozen, t, y, p, a, out_f, out_y, out_p, True)
+
     return njit(VALUE_VJP_SIG)(value_vjp)
 
 
@@ -166,8 +172,16 @@ class CNFDynamics:
         self.kinetic = bool(kinetic)
         self.frobenius = bool(frobenius)
         self.dim = field.dim
-        head = [field.dim, field.kind, TRACE_EXACT if trace == "exact" else TRACE_HUTCHINSON, int(self.kinetic),
-                int(self.frobenius), field.width, field.n_params, field.activation_code]
+        head = [
+            field.dim,
+            field.kind,
+            TRACE_EXACT if trace == "exact" else TRACE_HUTCHINSON,
+            int(self.kinetic),
+            int(self.frobenius),
+            field.width,
+            field.n_params,
+            field.activation_code,
+        ]
         assert len(head) == CFG_HEADER
         self.cfg = np.concatenate([np.array(head, dtype=np.int64), np.asarray(field.layout, dtype=np.int64)])
         self.cfg.flags.writeable = False
@@ -226,15 +240,15 @@ class CNFDynamics:
         y = np.asarray(y)
         B = y.size // self.channels
         D = self.dim
-        z = y[:B * D].reshape(B, D)
-        l_ = y[B * D:B * (D + 1)]
+        z = y[: B * D].reshape(B, D)
+        l_ = y[B * D : B * (D + 1)]
         c = B * (D + 1)
         E = F = None
         if self.kinetic:
-            E = y[c:c + B]
+            E = y[c : c + B]
             c += B
         if self.frobenius:
-            F = y[c:c + B]
+            F = y[c : c + B]
         return z, l_, E, F
 
     def evaluate(self, t, y, p):
@@ -255,5 +269,7 @@ class CNFDynamics:
         return out_y, out_p
 
     def __repr__(self):
-        return (f"CNFDynamics({self.field!r}, trace={self.trace!r}, noise={self.noise!r}, kinetic={self.kinetic}, "
-                f"frobenius={self.frobenius})")
+        return (
+            f"CNFDynamics({self.field!r}, trace={self.trace!r}, noise={self.noise!r}, kinetic={self.kinetic}, "
+            f"frobenius={self.frobenius})"
+        )

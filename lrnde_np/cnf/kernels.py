@@ -29,6 +29,7 @@ Configuration array (int64, frozen into each compiled entry point)::
     [D, kind (0 MLP, 1 hypernetwork), trace (0 exact, 1 Hutchinson), kinetic, frobenius, M, n_theta, 0,
      field-or-hypernetwork MLP layout ...]
 """
+
 from __future__ import annotations
 
 import math
@@ -110,15 +111,15 @@ def core_forward(layout, t, x, pf, V, K, work):
     last = 0
     for layer in range(layout[0]):
         n_in, n_out, act, tt = _rec(layout, layer)
-        W = pf[w_off:w_off + n_out * n_in].reshape((n_out, n_in))
+        W = pf[w_off : w_off + n_out * n_in].reshape((n_out, n_in))
         o = w_off + n_out * n_in
-        wt = pf[o:o + n_out * tt]
-        b = pf[o + n_out * tt:o + n_out * tt + n_out]
+        wt = pf[o : o + n_out * tt]
+        b = pf[o + n_out * tt : o + n_out * tt + n_out]
         w_off = o + n_out * tt + n_out
         last = pos
-        Z = work[pos:pos + B * n_out].reshape((B, n_out))
+        Z = work[pos : pos + B * n_out].reshape((B, n_out))
         pos += B * n_out
-        A = work[pos:pos + B * n_out].reshape((B, n_out))
+        A = work[pos : pos + B * n_out].reshape((B, n_out))
         pos += B * n_out
         np.dot(X, W.T, Z)
         for s in range(B):
@@ -127,9 +128,9 @@ def core_forward(layout, t, x, pf, V, K, work):
             for o2 in range(wt.size):
                 Z[s, o2] += wt[o2] * t
         _activate(act, Z.reshape(-1), A.reshape(-1))
-        Zd = work[pos:pos + K * B * n_out].reshape((K * B, n_out))
+        Zd = work[pos : pos + K * B * n_out].reshape((K * B, n_out))
         pos += K * B * n_out
-        Ad = work[pos:pos + K * B * n_out].reshape((K * B, n_out))
+        Ad = work[pos : pos + K * B * n_out].reshape((K * B, n_out))
         pos += K * B * n_out
         if K > 0:
             np.dot(Xd, W.T, Zd)
@@ -158,9 +159,9 @@ def core_vjp(layout, t, x, pf, V, K, work, a_out, a_tan, out_x, out_pf):
     zbar_buf = np.empty(B * max_w)
     zdbar_buf = np.empty(K * B * max_w)
     d_out = a_out.shape[1]
-    g = gbuf[:B * d_out].reshape((B, d_out))
+    g = gbuf[: B * d_out].reshape((B, d_out))
     g[:, :] = a_out
-    gd = gdbuf[:K * B * d_out].reshape((K * B, d_out))
+    gd = gdbuf[: K * B * d_out].reshape((K * B, d_out))
     gd[:, :] = a_tan
     # block offsets of every layer
     pos_end = core_work_size(layout, B, K)
@@ -169,25 +170,25 @@ def core_vjp(layout, t, x, pf, V, K, work, a_out, a_tan, out_x, out_pf):
         n_in, n_out, act, tt = _rec(layout, layer)
         blk = 2 * B * n_out + 2 * K * B * n_out
         pos = pos_end - blk
-        Z = work[pos:pos + B * n_out].reshape((B, n_out))
-        A = work[pos + B * n_out:pos + 2 * B * n_out].reshape((B, n_out))
-        Zd = work[pos + 2 * B * n_out:pos + 2 * B * n_out + K * B * n_out].reshape((K * B, n_out))
+        Z = work[pos : pos + B * n_out].reshape((B, n_out))
+        A = work[pos + B * n_out : pos + 2 * B * n_out].reshape((B, n_out))
+        Zd = work[pos + 2 * B * n_out : pos + 2 * B * n_out + K * B * n_out].reshape((K * B, n_out))
         if layer > 0:
             _, pn, _, _ = _rec(layout, layer - 1)
             pblk = 2 * B * pn + 2 * K * B * pn
             ppos = pos - pblk
-            X = work[ppos + B * pn:ppos + 2 * B * pn].reshape((B, pn))
-            Xd = work[ppos + 2 * B * pn + K * B * pn:ppos + pblk].reshape((K * B, pn))
+            X = work[ppos + B * pn : ppos + 2 * B * pn].reshape((B, pn))
+            Xd = work[ppos + 2 * B * pn + K * B * pn : ppos + pblk].reshape((K * B, pn))
         else:
             X = x
             Xd = V
         w_off = w_end - n_out * (n_in + tt + 1)
-        W = pf[w_off:w_off + n_out * n_in].reshape((n_out, n_in))
-        gW = out_pf[w_off:w_off + n_out * n_in].reshape((n_out, n_in))
-        gwt = out_pf[w_off + n_out * n_in:w_off + n_out * n_in + n_out * tt]
-        gb = out_pf[w_off + n_out * n_in + n_out * tt:w_end]
-        zbar = zbar_buf[:B * n_out].reshape((B, n_out))
-        zdbar = zdbar_buf[:K * B * n_out].reshape((K * B, n_out))
+        W = pf[w_off : w_off + n_out * n_in].reshape((n_out, n_in))
+        gW = out_pf[w_off : w_off + n_out * n_in].reshape((n_out, n_in))
+        gwt = out_pf[w_off + n_out * n_in : w_off + n_out * n_in + n_out * tt]
+        gb = out_pf[w_off + n_out * n_in + n_out * tt : w_end]
+        zbar = zbar_buf[: B * n_out].reshape((B, n_out))
+        zdbar = zdbar_buf[: K * B * n_out].reshape((K * B, n_out))
         for s in range(B):
             for o in range(n_out):
                 zbar[s, o] = _d1(act, Z[s, o], A[s, o]) * g[s, o]
@@ -209,9 +210,9 @@ def core_vjp(layout, t, x, pf, V, K, work, a_out, a_tan, out_x, out_pf):
         for o in range(gwt.size):
             gwt[o] = gb[o] * t
         if layer > 0:
-            g = gbuf[:B * n_in].reshape((B, n_in))
+            g = gbuf[: B * n_in].reshape((B, n_in))
             np.dot(zbar, W, g)
-            gd = gdbuf[:K * B * n_in].reshape((K * B, n_in))
+            gd = gdbuf[: K * B * n_in].reshape((K * B, n_in))
             if K > 0:
                 np.dot(zdbar, W, gd)
         else:
@@ -230,13 +231,13 @@ def hyper_field_params(D, M, phi, pf):
     """Fill the two-layer stack's parameters pf from the hypernetwork output φ."""
     MD = M * D
     pf[:MD] = phi[:MD]
-    pf[MD:MD + M] = phi[3 * MD:3 * MD + M]
+    pf[MD : MD + M] = phi[3 * MD : 3 * MD + M]
     o = MD + M
     for i in range(M):
         for d in range(D):
             u = phi[MD + i * D + d] * _sig(phi[2 * MD + i * D + d])
             pf[o + d * M + i] = u / M
-    pf[o + MD:o + MD + D] = 0.0
+    pf[o + MD : o + MD + D] = 0.0
 
 
 @njit(cache=True)
@@ -244,7 +245,7 @@ def hyper_field_params_vjp(D, M, phi, gpf, gphi):
     """Pull the stack's parameter cotangent gpf back to φ (overwrites gphi)."""
     MD = M * D
     gphi[:MD] = gpf[:MD]
-    gphi[3 * MD:3 * MD + M] = gpf[MD:MD + M]
+    gphi[3 * MD : 3 * MD + M] = gpf[MD : MD + M]
     o = MD + M
     for i in range(M):
         for d in range(D):
@@ -287,7 +288,7 @@ def cnf_eval(cfg, t, y, p, a, out_f, out_y, out_p, want_vjp):
     if p.size != n_theta + (B * D if hutch else 0):
         raise ValueError("p: length differs from n_theta (+ batch * D Hutchinson noise)")
     theta = p[:n_theta]
-    x = y[:B * D].reshape((B, D))
+    x = y[: B * D].reshape((B, D))
     # Field parameters: θ itself (MLP) or the hypernetwork's stack at time t.
     if kind == KIND_HYPER:
         MD = M * D
@@ -327,13 +328,13 @@ def cnf_eval(cfg, t, y, p, a, out_f, out_y, out_p, want_vjp):
     work = np.empty(core_work_size(slay, B, K))
     last = core_forward(slay, t, x, pf, V, K, work)
     n_out = D
-    F = work[last + B * n_out:last + 2 * B * n_out].reshape((B, D))
-    JV = work[last + 2 * B * n_out + K * B * n_out:last + 2 * B * n_out + 2 * K * B * n_out].reshape((K * B, D))
+    F = work[last + B * n_out : last + 2 * B * n_out].reshape((B, D))
+    JV = work[last + 2 * B * n_out + K * B * n_out : last + 2 * B * n_out + 2 * K * B * n_out].reshape((K * B, D))
     # Layer-1 pre-activations and activations (hypernetwork analytic trace)
     if analytic:
-        S1 = work[:B * M].reshape((B, M))
-        H1 = work[B * M:2 * B * M].reshape((B, M))
-        q = np.empty(M)   # q_i = u_iᵀ w_i / M
+        S1 = work[: B * M].reshape((B, M))
+        H1 = work[B * M : 2 * B * M].reshape((B, M))
+        q = np.empty(M)  # q_i = u_iᵀ w_i / M
         for i in range(M):
             acc = 0.0
             for d in range(D):
@@ -346,7 +347,7 @@ def cnf_eval(cfg, t, y, p, a, out_f, out_y, out_p, want_vjp):
     if out_f.size:
         if out_f.size != y.size:
             raise ValueError("out_f: length differs from y's")
-        out_f[:B * D] = F.reshape(-1)
+        out_f[: B * D] = F.reshape(-1)
         for s in range(B):
             tr = 0.0
             if analytic:
@@ -377,12 +378,12 @@ def cnf_eval(cfg, t, y, p, a, out_f, out_y, out_p, want_vjp):
         return
     if a.size != y.size or out_y.size != y.size or out_p.size != p.size:
         raise ValueError("a, out_y, out_p: lengths must match y, y and p")
-    a_z = a[:B * D].reshape((B, D))
-    a_l = a[B * D:B * (D + 1)]
+    a_z = a[: B * D].reshape((B, D))
+    a_l = a[B * D : B * (D + 1)]
     c = B * (D + 1)
-    a_E = a[c:c + B * kin]
+    a_E = a[c : c + B * kin]
     c += B * kin
-    a_F = a[c:c + B * frob]
+    a_F = a[c : c + B * frob]
     a_out = np.empty((B, D))
     for s in range(B):
         for d in range(D):
@@ -395,8 +396,8 @@ def cnf_eval(cfg, t, y, p, a, out_f, out_y, out_p, want_vjp):
             w_fr = 2.0 * a_F[s] if frob else 0.0
             for d in range(D):
                 a_tan[r, d] = w_tr * V[r, d] + w_fr * JV[r, d]
-    out_x = out_y[:B * D].reshape((B, D))
-    out_y[B * D:] = 0.0
+    out_x = out_y[: B * D].reshape((B, D))
+    out_y[B * D :] = 0.0
     gpf = np.empty(pf.size)
     core_vjp(slay, t, x, pf, V, K, work, a_out, a_tan, out_x, gpf)
     if analytic:
@@ -427,4 +428,3 @@ def cnf_eval(cfg, t, y, p, a, out_f, out_y, out_p, want_vjp):
         mlp_vjp(layout, 0.0, tin, theta, gphi, gt, out_p[:n_theta])
     else:
         out_p[:n_theta] = gpf
-

@@ -11,6 +11,7 @@ Both directions are :class:`~lrnde_np.models.node.NeuralODE` solves of the augme
 vanilla, global ERNODE, local unbiased/biased — plus the RNODE channels (kinetic energy, Jacobian Frobenius
 norm), which enter the loss as λ_K·mean|E(t_end)| and λ_J·mean|F(t_end)| through their final-state cotangents.
 """
+
 from __future__ import annotations
 
 import math
@@ -56,18 +57,21 @@ class CNF:
     adjoint : "discrete", "interpolating" or "backsolve" (the global regularizer always uses "discrete").
     """
 
-    def __init__(self, dynamics, t_span=(0.0, 1.0), rtol=1e-5, atol=1e-5, method="tsit5", adjoint="discrete",
-                 max_steps=20_000):
+    def __init__(
+        self, dynamics, t_span=(0.0, 1.0), rtol=1e-5, atol=1e-5, method="tsit5", adjoint="discrete", max_steps=20_000
+    ):
         if not isinstance(dynamics, CNFDynamics):
             raise TypeError(f"dynamics: expected a CNFDynamics, got {type(dynamics).__name__}")
         t0, t1 = (float(v) for v in t_span)
         self.dynamics = dynamics
         self.t_span = (t0, t1)
         # Backwards (t1 → t0) for the likelihood of data, forwards for sampling.
-        self.backward_node = NeuralODE(dynamics, (t1, t0), rtol=rtol, atol=atol, method=method, adjoint=adjoint,
-                                       max_steps=max_steps)
-        self.forward_node = NeuralODE(dynamics, (t0, t1), rtol=rtol, atol=atol, method=method, adjoint=adjoint,
-                                      max_steps=max_steps)
+        self.backward_node = NeuralODE(
+            dynamics, (t1, t0), rtol=rtol, atol=atol, method=method, adjoint=adjoint, max_steps=max_steps
+        )
+        self.forward_node = NeuralODE(
+            dynamics, (t0, t1), rtol=rtol, atol=atol, method=method, adjoint=adjoint, max_steps=max_steps
+        )
 
     @property
     def dim(self):
@@ -116,15 +120,14 @@ class CNF:
         c = B * (dyn.dim + 1)
         if dyn.kinetic:
             value += lam_kinetic * sign * float(np.mean(E))
-            g[c:c + B] = lam_kinetic * sign / B
+            g[c : c + B] = lam_kinetic * sign / B
             c += B
         if dyn.frobenius:
             value += lam_frobenius * sign * float(np.mean(F))
-            g[c:c + B] = lam_frobenius * sign / B
+            g[c : c + B] = lam_frobenius * sign / B
         return value, g
 
-    def nll_step(self, x, theta, regularization=None, lam=0.0, rng=None, lam_kinetic=0.0,
-                 lam_frobenius=0.0) -> CNFStep:
+    def nll_step(self, x, theta, regularization=None, lam=0.0, rng=None, lam_kinetic=0.0, lam_frobenius=0.0) -> CNFStep:
         """Mean NLL of x (+ λ·R of the solver regularizer + the RNODE terms) and its gradient in θ.
 
         ``rng`` (Generator or seed) draws the Hutchinson noise and the local regularizer's t_reg.
@@ -141,14 +144,21 @@ class CNF:
         z0, l0, _, _ = dyn.split(y_end)
         nll = float(np.mean(-log_normal(z0) + l0))
         g = np.zeros_like(y_end)
-        g[:B * dyn.dim] = (z0 / B).reshape(-1)
-        g[B * dyn.dim:B * (dyn.dim + 1)] = 1.0 / B
+        g[: B * dyn.dim] = (z0 / B).reshape(-1)
+        g[B * dyn.dim : B * (dyn.dim + 1)] = 1.0 / B
         rnode, g_rnode = self._rnode(y_end, node, lam_kinetic, lam_frobenius, B)
         g += g_rnode
         _, grad_p, nfe_b = node.backward(fp, g[None, :], lam)
-        return CNFStep(loss=nll + rnode + lam * fp.reg_value, task_loss=nll, reg_value=fp.reg_value,
-                       rnode_value=rnode, grad=grad_p[:dyn.n_theta].copy(), nfe_forward=fp.sol.nfe,
-                       nfe_reg=fp.nfe_reg, nfe_backward=nfe_b)
+        return CNFStep(
+            loss=nll + rnode + lam * fp.reg_value,
+            task_loss=nll,
+            reg_value=fp.reg_value,
+            rnode_value=rnode,
+            grad=grad_p[: dyn.n_theta].copy(),
+            nfe_forward=fp.sol.nfe,
+            nfe_reg=fp.nfe_reg,
+            nfe_backward=nfe_b,
+        )
 
     def kl_step(self, energy, theta, n, rng, regularization=None, lam=0.0) -> CNFStep:
         """Density matching: E_q[log q(x) + U(x)] (= KL(q‖p) − log Z for p ∝ exp(−U)) over n samples of q,
@@ -166,12 +176,19 @@ class CNF:
         U, gU = energy(x)
         loss = float(np.mean(log_normal(z0) + l1 + U))
         g = np.zeros_like(y_end)
-        g[:B * dyn.dim] = (gU / B).reshape(-1)
-        g[B * dyn.dim:B * (dyn.dim + 1)] = 1.0 / B
+        g[: B * dyn.dim] = (gU / B).reshape(-1)
+        g[B * dyn.dim : B * (dyn.dim + 1)] = 1.0 / B
         _, grad_p, nfe_b = node.backward(fp, g[None, :], lam)
-        return CNFStep(loss=loss + lam * fp.reg_value, task_loss=loss, reg_value=fp.reg_value, rnode_value=0.0,
-                       grad=grad_p[:dyn.n_theta].copy(), nfe_forward=fp.sol.nfe, nfe_reg=fp.nfe_reg,
-                       nfe_backward=nfe_b)
+        return CNFStep(
+            loss=loss + lam * fp.reg_value,
+            task_loss=loss,
+            reg_value=fp.reg_value,
+            rnode_value=0.0,
+            grad=grad_p[: dyn.n_theta].copy(),
+            nfe_forward=fp.sol.nfe,
+            nfe_reg=fp.nfe_reg,
+            nfe_backward=nfe_b,
+        )
 
 
 def density_on_grid(cnf, theta, lim=4.0, n=64, batch=1024, rng=0):
@@ -184,7 +201,7 @@ def density_on_grid(cnf, theta, lim=4.0, n=64, batch=1024, rng=0):
     pts = np.stack([X.ravel(), Y.ravel()], axis=1)
     logp = np.empty(pts.shape[0])
     for s in range(0, pts.shape[0], batch):
-        logp[s:s + batch], _ = cnf.log_prob(pts[s:s + batch], theta, rng)
+        logp[s : s + batch], _ = cnf.log_prob(pts[s : s + batch], theta, rng)
     dens = np.exp(logp).reshape(n, n)
     return xs, xs, dens, float(dens.sum() * h * h)
 

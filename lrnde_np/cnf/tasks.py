@@ -11,6 +11,7 @@ regularizer can be combined with them.
 * cnf-density: loss E_q[log q + U]; the test metric is KL(q‖p) = E_q[log q + U] + log Z on ``n_test``
   samples of a fixed seed (log Z by quadrature); test NFE and prediction time of that sampling solve.
 """
+
 from __future__ import annotations
 
 import time
@@ -28,16 +29,42 @@ from .toy import DATASETS, ENERGIES, log_partition
 #: R = E_est·|dt| is only ~4e-8 and the global Σ_j E_j|dt_j| ~7e-4 at initialisation, but with k1 frozen (the
 #: paper's gradient) the local term's gradient at λ = 1 is already ~3% of the NLL's (measured on two moons).
 CNF_DEFAULTS = {
-    "cnf-samples": dict(iters=300, batch_size=128, lr=3e-3, rtol=1e-4, atol=1e-4, hidden=32, lam=10.0,
-                        lam_end=None, schedule="constant", lam_global=1.0),
-    "cnf-density": dict(iters=300, batch_size=128, lr=3e-3, rtol=1e-4, atol=1e-4, hidden=32, lam=10.0,
-                        lam_end=None, schedule="constant", lam_global=1.0),
+    "cnf-samples": dict(
+        iters=300,
+        batch_size=128,
+        lr=3e-3,
+        rtol=1e-4,
+        atol=1e-4,
+        hidden=32,
+        lam=10.0,
+        lam_end=None,
+        schedule="constant",
+        lam_global=1.0,
+    ),
+    "cnf-density": dict(
+        iters=300,
+        batch_size=128,
+        lr=3e-3,
+        rtol=1e-4,
+        atol=1e-4,
+        hidden=32,
+        lam=10.0,
+        lam_end=None,
+        schedule="constant",
+        lam_global=1.0,
+    ),
 }
 CNF_TASKS = tuple(CNF_DEFAULTS)
 #: Table labels of ``lrnde compare --task cnf-*``.
-CNF_LABELS = {task: {"vanilla": "Vanilla CNF", "global": "Global ERNODE (2021)",
-                     "local-unbiased": "Local Unbiased ERNODE", "local-biased": "Local Biased ERNODE"}
-              for task in CNF_TASKS}
+CNF_LABELS = {
+    task: {
+        "vanilla": "Vanilla CNF",
+        "global": "Global ERNODE (2021)",
+        "local-unbiased": "Local Unbiased ERNODE",
+        "local-biased": "Local Biased ERNODE",
+    }
+    for task in CNF_TASKS
+}
 
 
 def _field(field, hidden, width):
@@ -51,15 +78,30 @@ def _field(field, hidden, width):
 class _CNFTaskBase:
     has_accuracy = False
 
-    def __init__(self, field="mlp", hidden=32, width=16, trace="exact", rtol=1e-4, atol=1e-4, adjoint="discrete",
-                 batch_size=128, lam_kinetic=0.0, lam_frobenius=0.0, n_test=1000, test_seed=12345, noise="rademacher"):
+    def __init__(
+        self,
+        field="mlp",
+        hidden=32,
+        width=16,
+        trace="exact",
+        rtol=1e-4,
+        atol=1e-4,
+        adjoint="discrete",
+        batch_size=128,
+        lam_kinetic=0.0,
+        lam_frobenius=0.0,
+        n_test=1000,
+        test_seed=12345,
+        noise="rademacher",
+    ):
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if lam_kinetic < 0 or lam_frobenius < 0:
             raise ValueError("lam_kinetic, lam_frobenius: must be non-negative")
         self.field = _field(field, int(hidden), int(width))
-        self.dynamics = CNFDynamics(self.field, trace, noise=noise, kinetic=lam_kinetic > 0,
-                                    frobenius=lam_frobenius > 0)
+        self.dynamics = CNFDynamics(
+            self.field, trace, noise=noise, kinetic=lam_kinetic > 0, frobenius=lam_frobenius > 0
+        )
         # Evaluation: the plain dynamics (no RNODE channels), exact trace.
         self.eval_dynamics = CNFDynamics(self.field, "exact")
         self.cnf = CNF(self.dynamics, rtol=rtol, atol=atol, adjoint=adjoint)
@@ -67,10 +109,21 @@ class _CNFTaskBase:
         self.batch_size = int(batch_size)
         self.lam_kinetic, self.lam_frobenius = float(lam_kinetic), float(lam_frobenius)
         self.n_test, self.test_seed = int(n_test), int(test_seed)
-        self._config = dict(field=field, hidden=int(hidden), width=int(width), trace=trace, rtol=float(rtol),
-                            atol=float(atol), adjoint=adjoint, batch_size=self.batch_size,
-                            lam_kinetic=self.lam_kinetic, lam_frobenius=self.lam_frobenius, n_test=self.n_test,
-                            test_seed=self.test_seed, noise=noise)
+        self._config = dict(
+            field=field,
+            hidden=int(hidden),
+            width=int(width),
+            trace=trace,
+            rtol=float(rtol),
+            atol=float(atol),
+            adjoint=adjoint,
+            batch_size=self.batch_size,
+            lam_kinetic=self.lam_kinetic,
+            lam_frobenius=self.lam_frobenius,
+            n_test=self.n_test,
+            test_seed=self.test_seed,
+            noise=noise,
+        )
 
     def config(self):
         return dict(self._config)
@@ -110,8 +163,16 @@ class CNFSamplesTask(_CNFTaskBase):
 
     def step(self, params, batch, regularization: Regularization, lam, rng) -> StepOutcome:
         s = self.cnf.nll_step(batch, params, regularization, lam, rng, self.lam_kinetic, self.lam_frobenius)
-        return StepOutcome(loss=s.loss, task_loss=s.task_loss, reg_value=s.reg_value, accuracy=float("nan"),
-                           grad=s.grad, nfe_forward=s.nfe_forward, nfe_reg=s.nfe_reg, nfe_backward=s.nfe_backward)
+        return StepOutcome(
+            loss=s.loss,
+            task_loss=s.task_loss,
+            reg_value=s.reg_value,
+            accuracy=float("nan"),
+            grad=s.grad,
+            nfe_forward=s.nfe_forward,
+            nfe_reg=s.nfe_reg,
+            nfe_backward=s.nfe_backward,
+        )
 
     def nll(self, params, x):
         """(mean NLL, NFE) of points x with the exact trace (one batched solve)."""
@@ -125,16 +186,23 @@ class CNFSamplesTask(_CNFTaskBase):
             start = time.perf_counter()
             self.prediction_call(params)()
             times.append(time.perf_counter() - start)
-        return Evaluation(test_loss=nll, test_accuracy=float("nan"), test_nfe=float(nfe),
-                          prediction_time=float(np.median(times)), n_batches=1)
+        return Evaluation(
+            test_loss=nll,
+            test_accuracy=float("nan"),
+            test_nfe=float(nfe),
+            prediction_time=float(np.median(times)),
+            n_batches=1,
+        )
 
     def describe(self):
         c = self._config
-        return [f"data: {self.dataset}, minibatches of {self.batch_size} fresh samples; test NLL (nats) and test "
-                f"NFE: one backward solve of {self.n_test} held-out samples (seed {self.test_seed}), exact trace; "
-                f"Pred Time: sampling {self.n_test} points",
-                f"CNF: {self.field!r}, training trace {c['trace']}, Tsit5 rtol {c['rtol']:g} atol {c['atol']:g}, "
-                f"t ∈ [0, 1]; RNODE λ_K {self.lam_kinetic:g}, λ_J {self.lam_frobenius:g}"]
+        return [
+            f"data: {self.dataset}, minibatches of {self.batch_size} fresh samples; test NLL (nats) and test "
+            f"NFE: one backward solve of {self.n_test} held-out samples (seed {self.test_seed}), exact trace; "
+            f"Pred Time: sampling {self.n_test} points",
+            f"CNF: {self.field!r}, training trace {c['trace']}, Tsit5 rtol {c['rtol']:g} atol {c['atol']:g}, "
+            f"t ∈ [0, 1]; RNODE λ_K {self.lam_kinetic:g}, λ_J {self.lam_frobenius:g}",
+        ]
 
 
 class CNFDensityTask(_CNFTaskBase):
@@ -157,9 +225,16 @@ class CNFDensityTask(_CNFTaskBase):
     def step(self, params, batch, regularization: Regularization, lam, rng) -> StepOutcome:
         s = self.cnf.kl_step(self.energy, params, self.batch_size, batch, regularization, lam)
         # + log Z: the task loss is the minibatch estimate of KL(q‖p) itself (the gradient is unchanged)
-        return StepOutcome(loss=s.loss + self.log_z, task_loss=s.task_loss + self.log_z, reg_value=s.reg_value,
-                           accuracy=float("nan"), grad=s.grad, nfe_forward=s.nfe_forward, nfe_reg=s.nfe_reg,
-                           nfe_backward=s.nfe_backward)
+        return StepOutcome(
+            loss=s.loss + self.log_z,
+            task_loss=s.task_loss + self.log_z,
+            reg_value=s.reg_value,
+            accuracy=float("nan"),
+            grad=s.grad,
+            nfe_forward=s.nfe_forward,
+            nfe_reg=s.nfe_reg,
+            nfe_backward=s.nfe_backward,
+        )
 
     def kl(self, params, n=None, seed=None):
         """(KL(q‖p) estimate, its standard error, NFE) on n samples."""
@@ -175,22 +250,36 @@ class CNFDensityTask(_CNFTaskBase):
             start = time.perf_counter()
             self.prediction_call(params)()
             times.append(time.perf_counter() - start)
-        return Evaluation(test_loss=kl, test_accuracy=float("nan"), test_nfe=float(nfe),
-                          prediction_time=float(np.median(times)), n_batches=1)
+        return Evaluation(
+            test_loss=kl,
+            test_accuracy=float("nan"),
+            test_nfe=float(nfe),
+            prediction_time=float(np.median(times)),
+            n_batches=1,
+        )
 
     def describe(self):
         c = self._config
-        return [f"target: Rezende & Mohamed's {self.target.upper()} (log Z = {self.log_z:.4f} by quadrature); "
-                f"minibatches of {self.batch_size} base samples; Test Loss = KL(q‖p) on {self.n_test} samples "
-                f"(seed {self.test_seed}), whose sampling solve gives test NFE and Pred Time",
-                f"CNF: {self.field!r}, training trace {c['trace']}, Tsit5 rtol {c['rtol']:g} atol {c['atol']:g}"]
+        return [
+            f"target: Rezende & Mohamed's {self.target.upper()} (log Z = {self.log_z:.4f} by quadrature); "
+            f"minibatches of {self.batch_size} base samples; Test Loss = KL(q‖p) on {self.n_test} samples "
+            f"(seed {self.test_seed}), whose sampling solve gives test NFE and Pred Time",
+            f"CNF: {self.field!r}, training trace {c['trace']}, Tsit5 rtol {c['rtol']:g} atol {c['atol']:g}",
+        ]
 
 
 def task_from_args(args):
     """The CNF task of ``lrnde compare/train --task cnf-*`` arguments."""
-    common = dict(field=getattr(args, "cnf_field", "mlp"), hidden=args.hidden, width=getattr(args, "cnf_width", 16),
-                  trace=getattr(args, "cnf_trace", "exact"), rtol=args.rtol, atol=args.atol, adjoint=args.adjoint,
-                  batch_size=args.batch_size)
+    common = dict(
+        field=getattr(args, "cnf_field", "mlp"),
+        hidden=args.hidden,
+        width=getattr(args, "cnf_width", 16),
+        trace=getattr(args, "cnf_trace", "exact"),
+        rtol=args.rtol,
+        atol=args.atol,
+        adjoint=args.adjoint,
+        batch_size=args.batch_size,
+    )
     if args.task == "cnf-samples":
         return CNFSamplesTask(dataset=getattr(args, "cnf_data", "moons"), **common)
     return CNFDensityTask(target=getattr(args, "cnf_target", "u1"), **common)

@@ -6,6 +6,7 @@ broad Gaussian factor exp(−z1²/(2·σ²)), σ = 2.5 (so that KL(q‖p) and lo
 
 Data sets for maximum likelihood (Chen et al. Fig. 5): two moons and two circles, drawn from a seed.
 """
+
 from __future__ import annotations
 
 import math
@@ -50,7 +51,7 @@ def energy_u2(z):
     d = (z2 - w1) / 0.4
     U = 0.5 * d * d + 0.5 * (z1 / _CONFINE) ** 2
     g = np.empty_like(z)
-    g[:, 0] = -d / 0.4 * dw1 + z1 / _CONFINE ** 2
+    g[:, 0] = -d / 0.4 * dw1 + z1 / _CONFINE**2
     g[:, 1] = d / 0.4
     return U, g
 
@@ -66,7 +67,7 @@ def energy_u3(z):
     lse, wa, wb = _logsumexp2(-0.5 * da * da, -0.5 * db * db)
     U = -lse + 0.5 * (z1 / _CONFINE) ** 2
     g = np.empty_like(z)
-    g[:, 0] = wa * da / 0.35 * (-dw1) + wb * db / 0.35 * (-dw1 + dw2) + z1 / _CONFINE ** 2
+    g[:, 0] = wa * da / 0.35 * (-dw1) + wb * db / 0.35 * (-dw1 + dw2) + z1 / _CONFINE**2
     g[:, 1] = wa * da / 0.35 + wb * db / 0.35
     return U, g
 
@@ -141,8 +142,8 @@ class PlanarFlow:
         for k in range(self.n_layers):
             o = k * (2 * D + 1)
             w = 0.5 * rng.standard_normal(D)
-            theta[o + D:o + 2 * D] = w
-            theta[o:o + D] = math.log(math.e - 1.0) * w / float(w @ w) + 0.01 * rng.standard_normal(D)
+            theta[o + D : o + 2 * D] = w
+            theta[o : o + D] = math.log(math.e - 1.0) * w / float(w @ w) + 0.01 * rng.standard_normal(D)
         return theta
 
     def _layers(self, theta):
@@ -153,7 +154,7 @@ class PlanarFlow:
         out = []
         for k in range(self.n_layers):
             o = k * (2 * D + 1)
-            u, w, b = theta[o:o + D], theta[o + D:o + 2 * D], theta[o + 2 * D]
+            u, w, b = theta[o : o + D], theta[o + D : o + 2 * D], theta[o + 2 * D]
             alpha = float(w @ u)
             s = float(w @ w) + 1e-12
             m = -1.0 + np.logaddexp(0.0, alpha)
@@ -166,7 +167,7 @@ class PlanarFlow:
         x = np.array(z0, dtype=np.float64)
         logdet = np.zeros(x.shape[0])
         cache = []
-        for (_u, w, b, uh, *_rest) in self._layers(theta):
+        for _u, w, b, uh, *_rest in self._layers(theta):
             a = x @ w + b
             h = np.tanh(a)
             hp = 1.0 - h * h
@@ -200,7 +201,7 @@ class PlanarFlow:
             u, w, b, uh, alpha, s, m, beta = layers[k]
             xp, h, hp, det = cache[k]
             c = float(w @ uh)
-            gdet = -1.0 / (B * det)                       # d(−log|det|)/d det, per sample
+            gdet = -1.0 / (B * det)  # d(−log|det|)/d det, per sample
             hpp = -2.0 * h * hp
             ga = (gx @ uh) * hp + gdet * hpp * c
             g_uh = gx.T @ h + np.sum(gdet * hp) * w
@@ -215,7 +216,7 @@ class PlanarFlow:
             g_u = g_uh + g_alpha * w
             g_w = g_w + beta * g_uh + g_alpha * u + 2.0 * g_s * w
             o = k * (2 * D + 1)
-            grad[o:o + D] = g_u
-            grad[o + D:o + 2 * D] = g_w
+            grad[o : o + D] = g_u
+            grad[o + D : o + 2 * D] = g_w
             grad[o + 2 * D] = g_b
         return loss, grad

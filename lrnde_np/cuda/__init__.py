@@ -11,6 +11,7 @@ Running the kernels in numba's CUDA simulator: set ``NUMBA_ENABLE_CUDASIM=1`` in
 numba is imported (the tests do it in a subprocess).  The simulator runs each GPU thread as a Python thread
 executing the same source, so it is slow (use 4–16 trajectories) but checks the kernels' logic on any machine.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -23,19 +24,23 @@ class CUDAUnavailableError(RuntimeError):
 def cuda_kernels():
     """The :mod:`lrnde_np.cuda.kernels` module, or :class:`CUDAUnavailableError` naming what is missing."""
     if importlib.util.find_spec("numba_cuda") is None:
-        raise CUDAUnavailableError("backend='cuda' needs the numba-cuda package, which is not installed: "
-                                   "pip install -e '.[cuda]' (or use backend='cpu')")
+        raise CUDAUnavailableError(
+            "backend='cuda' needs the numba-cuda package, which is not installed: "
+            "pip install -e '.[cuda]' (or use backend='cpu')"
+        )
     from numba import config, cuda
 
     if not config.ENABLE_CUDASIM and not cuda.is_available():
         try:
             cuda.current_context()
             reason = "numba.cuda.is_available() is False"
-        except Exception as exc:   # the driver's own words: no driver library, no device, ...
+        except Exception as exc:  # the driver's own words: no driver library, no device, ...
             reason = " ".join(str(exc).split())
-        raise CUDAUnavailableError(f"backend='cuda' needs an NVIDIA GPU with a working driver; none is usable here "
-                                   f"({reason}). Use backend='cpu', or set NUMBA_ENABLE_CUDASIM=1 before numba is "
-                                   f"imported to run the kernels in the (slow) CUDA simulator.")
+        raise CUDAUnavailableError(
+            f"backend='cuda' needs an NVIDIA GPU with a working driver; none is usable here "
+            f"({reason}). Use backend='cpu', or set NUMBA_ENABLE_CUDASIM=1 before numba is "
+            f"imported to run the kernels in the (slow) CUDA simulator."
+        )
     from . import kernels
 
     return kernels

@@ -13,6 +13,7 @@ Python source (:func:`as_python`), i.e. the same source the GPU compiles.
 
 This module imports ``numba.cuda``; the library imports it only through :func:`lrnde_np.cuda.cuda_kernels`.
 """
+
 from __future__ import annotations
 
 import types as pytypes
@@ -79,8 +80,27 @@ def ode_kernel(f, s, n):
         fd = _device(f)
 
         @cuda.jit
-        def kernel(A, c, btilde, P, order, t0, t1, Y0, Pm, rtol, atol, saveat, ctrl, adaptive, max_steps, Y_save,
-                   status, stats, t_end):
+        def kernel(
+            A,
+            c,
+            btilde,
+            P,
+            order,
+            t0,
+            t1,
+            Y0,
+            Pm,
+            rtol,
+            atol,
+            saveat,
+            ctrl,
+            adaptive,
+            max_steps,
+            Y_save,
+            status,
+            stats,
+            t_end,
+        ):
             i = cuda.grid(1)
             if i < Y0.shape[0]:
                 y = cuda.local.array(n, float64)
@@ -91,9 +111,32 @@ def ode_kernel(f, s, n):
                 K = cuda.local.array((s, n), float64)
                 w = cuda.local.array(s, float64)
                 row = i if Pm.shape[0] > 1 else 0
-                st, nfe, acc, rej, te = traj(fd, A, c, btilde, P, order, t0, t1, Y0[i], Pm[row], rtol, atol, saveat,
-                                             ctrl, adaptive, max_steps, y, y_new, K, err, work_a, work_b, w,
-                                             Y_save[i])
+                st, nfe, acc, rej, te = traj(
+                    fd,
+                    A,
+                    c,
+                    btilde,
+                    P,
+                    order,
+                    t0,
+                    t1,
+                    Y0[i],
+                    Pm[row],
+                    rtol,
+                    atol,
+                    saveat,
+                    ctrl,
+                    adaptive,
+                    max_steps,
+                    y,
+                    y_new,
+                    K,
+                    err,
+                    work_a,
+                    work_b,
+                    w,
+                    Y_save[i],
+                )
                 status[i] = st
                 stats[i, 0] = nfe
                 stats[i, 1] = acc
@@ -115,8 +158,29 @@ def local_reg_kernel(f, f_vjp, s, n, n_p):
         vd = _device(f_vjp)
 
         @cuda.jit
-        def kernel(A, c, btilde, si, sj, order, t_reg, t1, Z, Pm, rtol, atol, w_error, w_stiff, want_grad,
-                   through_k1, grad_z, grad_p, out, nfe, status):
+        def kernel(
+            A,
+            c,
+            btilde,
+            si,
+            sj,
+            order,
+            t_reg,
+            t1,
+            Z,
+            Pm,
+            rtol,
+            atol,
+            w_error,
+            w_stiff,
+            want_grad,
+            through_k1,
+            grad_z,
+            grad_p,
+            out,
+            nfe,
+            status,
+        ):
             i = cuda.grid(1)
             if i < Z.shape[0]:
                 K = cuda.local.array((s, n), float64)
@@ -133,10 +197,41 @@ def local_reg_kernel(f, f_vjp, s, n, n_p):
                 work_gy = cuda.local.array(n, float64)
                 work_gp = cuda.local.array(n_pw, float64)
                 row = i if Pm.shape[0] > 1 else 0
-                st, R, E, S, h, ne = traj(fd, vd, A, c, btilde, si, sj, order, t_reg[i], t1[i], Z[i], Pm[row], rtol,
-                                          atol, w_error, w_stiff, want_grad, through_k1, K, K_bar, Y_bar, y_new, err,
-                                          err_bar, y_new_bar, work_i, work_j, work_y, work_a, work_gy, work_gp,
-                                          grad_z[i], grad_p[i])
+                st, R, E, S, h, ne = traj(
+                    fd,
+                    vd,
+                    A,
+                    c,
+                    btilde,
+                    si,
+                    sj,
+                    order,
+                    t_reg[i],
+                    t1[i],
+                    Z[i],
+                    Pm[row],
+                    rtol,
+                    atol,
+                    w_error,
+                    w_stiff,
+                    want_grad,
+                    through_k1,
+                    K,
+                    K_bar,
+                    Y_bar,
+                    y_new,
+                    err,
+                    err_bar,
+                    y_new_bar,
+                    work_i,
+                    work_j,
+                    work_y,
+                    work_a,
+                    work_gy,
+                    work_gp,
+                    grad_z[i],
+                    grad_p[i],
+                )
                 status[i] = st
                 out[i, 0] = R
                 out[i, 1] = E
@@ -159,8 +254,30 @@ def sde_kernel(f, g, s, n, m, cap1, cap2):
         gd = _device(g)
 
         @cuda.jit
-        def kernel(M, V, delta, error_terms, order, t0, t1, X0, Pm, rtol, atol, saveat, stops, ctrl, adaptive,
-                   max_steps, stride, rng, X_save, status, stats, t_end):
+        def kernel(
+            M,
+            V,
+            delta,
+            error_terms,
+            order,
+            t0,
+            t1,
+            X0,
+            Pm,
+            rtol,
+            atol,
+            saveat,
+            stops,
+            ctrl,
+            adaptive,
+            max_steps,
+            stride,
+            rng,
+            X_save,
+            status,
+            stats,
+            t_end,
+        ):
             i = cuda.grid(1)
             if i < X0.shape[0]:
                 x = cuda.local.array(n, float64)
@@ -184,10 +301,50 @@ def sde_kernel(f, g, s, n, m, cap1, cap2):
                 piece = cuda.local.array(w, float64)
                 rest = cuda.local.array(w, float64)
                 row = i if Pm.shape[0] > 1 else 0
-                st, nfe, nge, acc, rej, te = traj(fd, gd, M, V, delta, error_terms, order, t0, t1, X0[i], Pm[row],
-                                                  rtol, atol, saveat, stops, ctrl, adaptive, max_steps, stride, m,
-                                                  rng[i], x, H0, H1, F, G, x_new, err, wa, wb, wc, wd, we, dW, dZ,
-                                                  S1, S2, cnt, cur, piece, rest, X_save[i])
+                st, nfe, nge, acc, rej, te = traj(
+                    fd,
+                    gd,
+                    M,
+                    V,
+                    delta,
+                    error_terms,
+                    order,
+                    t0,
+                    t1,
+                    X0[i],
+                    Pm[row],
+                    rtol,
+                    atol,
+                    saveat,
+                    stops,
+                    ctrl,
+                    adaptive,
+                    max_steps,
+                    stride,
+                    m,
+                    rng[i],
+                    x,
+                    H0,
+                    H1,
+                    F,
+                    G,
+                    x_new,
+                    err,
+                    wa,
+                    wb,
+                    wc,
+                    wd,
+                    we,
+                    dW,
+                    dZ,
+                    S1,
+                    S2,
+                    cnt,
+                    cur,
+                    piece,
+                    rest,
+                    X_save[i],
+                )
                 status[i] = st
                 stats[i, 0] = nfe
                 stats[i, 1] = nge
@@ -221,7 +378,7 @@ def _launch(kernel, N, inputs, outputs):
             args.append(d)
         else:
             args.append(a)
-    with np.errstate(over="ignore"):   # simulator: xoshiro256**'s uint64 products wrap (NumPy would warn)
+    with np.errstate(over="ignore"):  # simulator: xoshiro256**'s uint64 products wrap (NumPy would warn)
         kernel[blocks, THREADS_PER_BLOCK](*args)
     cuda.synchronize()
     for a in outputs:
@@ -229,14 +386,37 @@ def _launch(kernel, N, inputs, outputs):
 
 
 def ode_args(tab, t0, t1, Y0, Pm, rtol, atol, saveat, ctrl, adaptive, max_steps, Y_save, status, stats, t_end):
-    return (tab.A, tab.c, tab.btilde, tab.P, tab.order, t0, t1, Y0, Pm, rtol, atol, saveat, ctrl, adaptive, max_steps,
-            Y_save, status, stats, t_end)
+    return (
+        tab.A,
+        tab.c,
+        tab.btilde,
+        tab.P,
+        tab.order,
+        t0,
+        t1,
+        Y0,
+        Pm,
+        rtol,
+        atol,
+        saveat,
+        ctrl,
+        adaptive,
+        max_steps,
+        Y_save,
+        status,
+        stats,
+        t_end,
+    )
 
 
 def ode_ensemble(f, tab, t0, t1, Y0, Pm, rtol, atol, saveat, ctrl, adaptive, max_steps, Y_save, status, stats, t_end):
     kernel = ode_kernel(f, tab.A.shape[0], Y0.shape[1])
-    _launch(kernel, Y0.shape[0], ode_args(tab, t0, t1, Y0, Pm, rtol, atol, saveat, ctrl, adaptive, max_steps,
-                                          Y_save, status, stats, t_end), (Y_save, status, stats, t_end))
+    _launch(
+        kernel,
+        Y0.shape[0],
+        ode_args(tab, t0, t1, Y0, Pm, rtol, atol, saveat, ctrl, adaptive, max_steps, Y_save, status, stats, t_end),
+        (Y_save, status, stats, t_end),
+    )
 
 
 def _no_vjp_py(t, y, p, a, out_y, out_p):
@@ -254,30 +434,191 @@ def _no_vjp():
     return _NO_VJP
 
 
-def local_reg_args(tab, si, sj, t_reg, t1, Z, Pm, rtol, atol, w_error, w_stiff, want_grad, through_k1, grad_z, grad_p,
-                   out, nfe, status):
-    return (tab.A, tab.c, tab.btilde, si, sj, tab.order, t_reg, t1, Z, Pm, rtol, atol, w_error, w_stiff, want_grad,
-            through_k1, grad_z, grad_p, out, nfe, status)
+def local_reg_args(
+    tab, si, sj, t_reg, t1, Z, Pm, rtol, atol, w_error, w_stiff, want_grad, through_k1, grad_z, grad_p, out, nfe, status
+):
+    return (
+        tab.A,
+        tab.c,
+        tab.btilde,
+        si,
+        sj,
+        tab.order,
+        t_reg,
+        t1,
+        Z,
+        Pm,
+        rtol,
+        atol,
+        w_error,
+        w_stiff,
+        want_grad,
+        through_k1,
+        grad_z,
+        grad_p,
+        out,
+        nfe,
+        status,
+    )
 
 
-def local_reg_ensemble(f, f_vjp, tab, si, sj, t_reg, t1, Z, Pm, rtol, atol, w_error, w_stiff, want_grad, through_k1,
-                       grad_z, grad_p, out, nfe, status):
+def local_reg_ensemble(
+    f,
+    f_vjp,
+    tab,
+    si,
+    sj,
+    t_reg,
+    t1,
+    Z,
+    Pm,
+    rtol,
+    atol,
+    w_error,
+    w_stiff,
+    want_grad,
+    through_k1,
+    grad_z,
+    grad_p,
+    out,
+    nfe,
+    status,
+):
     vjp = f_vjp if f_vjp is not None else _no_vjp()
     kernel = local_reg_kernel(f, vjp, tab.A.shape[0], Z.shape[1], Pm.shape[1])
-    _launch(kernel, Z.shape[0], local_reg_args(tab, si, sj, t_reg, t1, Z, Pm, rtol, atol, w_error, w_stiff, want_grad,
-                                               through_k1, grad_z, grad_p, out, nfe, status),
-            (grad_z, grad_p, out, nfe, status))
+    _launch(
+        kernel,
+        Z.shape[0],
+        local_reg_args(
+            tab,
+            si,
+            sj,
+            t_reg,
+            t1,
+            Z,
+            Pm,
+            rtol,
+            atol,
+            w_error,
+            w_stiff,
+            want_grad,
+            through_k1,
+            grad_z,
+            grad_p,
+            out,
+            nfe,
+            status,
+        ),
+        (grad_z, grad_p, out, nfe, status),
+    )
 
 
-def sde_args(M, V, delta, error_terms, order, t0, t1, X0, Pm, rtol, atol, saveat, stops, ctrl, adaptive, max_steps,
-             stride, rng, X_save, status, stats, t_end):
-    return (M, V, delta, error_terms, order, t0, t1, X0, Pm, rtol, atol, saveat, stops, ctrl, adaptive, max_steps,
-            stride, rng, X_save, status, stats, t_end)
+def sde_args(
+    M,
+    V,
+    delta,
+    error_terms,
+    order,
+    t0,
+    t1,
+    X0,
+    Pm,
+    rtol,
+    atol,
+    saveat,
+    stops,
+    ctrl,
+    adaptive,
+    max_steps,
+    stride,
+    rng,
+    X_save,
+    status,
+    stats,
+    t_end,
+):
+    return (
+        M,
+        V,
+        delta,
+        error_terms,
+        order,
+        t0,
+        t1,
+        X0,
+        Pm,
+        rtol,
+        atol,
+        saveat,
+        stops,
+        ctrl,
+        adaptive,
+        max_steps,
+        stride,
+        rng,
+        X_save,
+        status,
+        stats,
+        t_end,
+    )
 
 
-def sde_ensemble(f, g, M, V, delta, error_terms, order, t0, t1, X0, Pm, rtol, atol, saveat, stops, ctrl, adaptive,
-                 max_steps, stride, m, rng, cap1, cap2, X_save, status, stats, t_end):
+def sde_ensemble(
+    f,
+    g,
+    M,
+    V,
+    delta,
+    error_terms,
+    order,
+    t0,
+    t1,
+    X0,
+    Pm,
+    rtol,
+    atol,
+    saveat,
+    stops,
+    ctrl,
+    adaptive,
+    max_steps,
+    stride,
+    m,
+    rng,
+    cap1,
+    cap2,
+    X_save,
+    status,
+    stats,
+    t_end,
+):
     kernel = sde_kernel(f, g, V.shape[1], X0.shape[1], m, cap1, cap2)
-    _launch(kernel, X0.shape[0], sde_args(M, V, delta, error_terms, order, t0, t1, X0, Pm, rtol, atol, saveat, stops,
-                                          ctrl, adaptive, max_steps, stride, rng, X_save, status, stats, t_end),
-            (X_save, status, stats, t_end))
+    _launch(
+        kernel,
+        X0.shape[0],
+        sde_args(
+            M,
+            V,
+            delta,
+            error_terms,
+            order,
+            t0,
+            t1,
+            X0,
+            Pm,
+            rtol,
+            atol,
+            saveat,
+            stops,
+            ctrl,
+            adaptive,
+            max_steps,
+            stride,
+            rng,
+            X_save,
+            status,
+            stats,
+            t_end,
+        ),
+        (X_save, status, stats, t_end),
+    )

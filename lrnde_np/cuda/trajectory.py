@@ -22,6 +22,7 @@ loops that is not mirrored here fails a test.
 
 This module imports ``numba`` only, never ``numba.cuda``.
 """
+
 from __future__ import annotations
 
 import math
@@ -38,8 +39,10 @@ from ..sde.step import sde_initial_step, sri_step
 #: (The one-trajectory solvers' codes are ``ode.loop.STATUS_MESSAGES``; this one is the ensembles' own.)
 STACK_FULL = 6
 assert STACK_FULL not in STATUS_MESSAGES, "ensemble status code STACK_FULL collides with a solver status"
-STACK_FULL_MESSAGE = ("Stopped: the RSwM3 stack of future Brownian increments (fixed size per trajectory in an "
-                      "ensemble) is full; pass a larger stack_size.")
+STACK_FULL_MESSAGE = (
+    "Stopped: the RSwM3 stack of future Brownian increments (fixed size per trajectory in an "
+    "ensemble) is full; pass a larger stack_size."
+)
 
 _EPS = 2.220446049250313e-16
 
@@ -49,8 +52,32 @@ _EPS = 2.220446049250313e-16
 
 
 @njit(cache=True)
-def ode_trajectory(f, A, c, btilde, P, order, t0, t1, y0, p, rtol, atol, saveat, ctrl, adaptive, max_steps,
-                   y, y_new, K, err, work_a, work_b, w, y_save):
+def ode_trajectory(
+    f,
+    A,
+    c,
+    btilde,
+    P,
+    order,
+    t0,
+    t1,
+    y0,
+    p,
+    rtol,
+    atol,
+    saveat,
+    ctrl,
+    adaptive,
+    max_steps,
+    y,
+    y_new,
+    K,
+    err,
+    work_a,
+    work_b,
+    w,
+    y_save,
+):
     """Integrate one trajectory as ``solve_loop`` does with ``saveat`` given and nothing recorded.
 
     Work arrays: ``y``, ``y_new``, ``err``, ``work_a``, ``work_b`` (n), ``K`` (s, n), ``w`` (s).  Output:
@@ -97,7 +124,7 @@ def ode_trajectory(f, A, c, btilde, P, order, t0, t1, y0, p, rtol, atol, saveat,
     n_steps = 0
 
     while status == SUCCESS and (t1 - t) * tdir > 0.0:
-        if n_steps + rejected >= max_steps:   # every attempt counts, rejected ones too
+        if n_steps + rejected >= max_steps:  # every attempt counts, rejected ones too
             status = MAX_STEPS
             break
         final = False
@@ -128,7 +155,7 @@ def ode_trajectory(f, A, c, btilde, P, order, t0, t1, y0, p, rtol, atol, saveat,
                 status = NONFINITE if last_nonfinite else DT_MIN
                 break
             h_retry = tdir * max(abs(h_next), dtmin) if abs(h_next) > 0.0 else h * 0.2
-            if not abs(h_retry) < abs(h):   # the controller cannot shrink the step: it would repeat forever
+            if not abs(h_retry) < abs(h):  # the controller cannot shrink the step: it would repeat forever
                 status = STEP_STUCK
                 break
             h = h_retry
@@ -162,9 +189,41 @@ def ode_trajectory(f, A, c, btilde, P, order, t0, t1, y0, p, rtol, atol, saveat,
 
 
 @njit(cache=True)
-def local_reg_trajectory(f, f_vjp, A, c, btilde, si, sj, order, t_reg, t1, z, p, rtol, atol, w_error, w_stiff,
-                         want_grad, through_k1, K, K_bar, Y_bar, y_new, err, err_bar, y_new_bar, work_i, work_j,
-                         work_y, work_a, work_gy, work_gp, grad_z, grad_p):
+def local_reg_trajectory(
+    f,
+    f_vjp,
+    A,
+    c,
+    btilde,
+    si,
+    sj,
+    order,
+    t_reg,
+    t1,
+    z,
+    p,
+    rtol,
+    atol,
+    w_error,
+    w_stiff,
+    want_grad,
+    through_k1,
+    K,
+    K_bar,
+    Y_bar,
+    y_new,
+    err,
+    err_bar,
+    y_new_bar,
+    work_i,
+    work_j,
+    work_y,
+    work_a,
+    work_gy,
+    work_gp,
+    grad_z,
+    grad_p,
+):
     """The local regularizer of one trajectory, as ``regularize.local.local_regularizer``.
 
     k1 = f(t_reg, z), dt from the initial-step rule on (t_reg, t1), one step of the tableau (Tsit5) from z:
@@ -207,8 +266,9 @@ def local_reg_trajectory(f, f_vjp, A, c, btilde, si, sj, order, t_reg, t1, z, p,
     for m in range(n):
         Y_bar[s - 1, m] = y_new_bar[m]
     stiffness_estimate_vjp(w_stiff, A, si, sj, h, z, K, work_i, work_j, K_bar, Y_bar)
-    rk_step_vjp(f_vjp, A, c, t_reg, h, z, p, K, K_bar, Y_bar, grad_z, grad_p, through_k1, work_y, work_a, work_gy,
-                work_gp)
+    rk_step_vjp(
+        f_vjp, A, c, t_reg, h, z, p, K, K_bar, Y_bar, grad_z, grad_p, through_k1, work_y, work_a, work_gy, work_gp
+    )
     return SUCCESS, R, E, S, h, nfe
 
 
@@ -238,7 +298,7 @@ def rswm_init_fixed(stops, t0, rng, S1, cnt, row):
     if n_a > S1.shape[0]:
         return False
     prev = t0
-    for a in range(n_a):   # row a goes to S1[n_a - 1 - a]: the same stack as pushing rows n_a-1 … 0
+    for a in range(n_a):  # row a goes to S1[n_a - 1 - a]: the same stack as pushing rows n_a-1 … 0
         r = n_a - 1 - a
         S1[r, 0] = prev
         S1[r, 1] = stops[a]
@@ -246,7 +306,7 @@ def rswm_init_fixed(stops, t0, rng, S1, cnt, row):
         for k in range(2, w):
             S1[r, k] = sd * next_normal(rng)
         prev = stops[a]
-    for r in range(n_a):   # rswm_init skips empty intervals
+    for r in range(n_a):  # rswm_init skips empty intervals
         if S1[r, 1] > S1[r, 0]:
             for k in range(w):
                 row[k] = S1[r, k]
@@ -271,7 +331,7 @@ def rswm_setup_fixed(S1, S2, cnt, t, t_new, rng, cur, piece, rest):
         else:
             _split(top, t_new, rng, piece, rest)
             cnt[0] -= 1
-            _push(S1, cnt, 0, rest)   # into the slot just freed
+            _push(S1, cnt, 0, rest)  # into the slot just freed
         if not _push(S2, cnt, 1, piece):
             return False
         for k in range(2, w):
@@ -309,7 +369,7 @@ def rswm_reject_fixed(S1, S2, cnt, t_new, rng, cur, piece, rest):
             cnt[1] -= 1
             if not _push(S1, cnt, 0, rest):
                 return False
-            _push(S2, cnt, 1, piece)   # into the slot just freed
+            _push(S2, cnt, 1, piece)  # into the slot just freed
             break
         else:
             break
@@ -323,9 +383,50 @@ def rswm_reject_fixed(S1, S2, cnt, t_new, rng, cur, piece, rest):
 
 
 @njit(cache=True)
-def sde_trajectory(f, g, M, V, delta, error_terms, order, t0, t1, x0, p, rtol, atol, saveat, stops, ctrl, adaptive,
-                   max_steps, stride, m, rng, x, H0, H1, F, G, x_new, err, wa, wb, wc, wd, we, dW, dZ, S1, S2, cnt,
-                   cur, piece, rest, x_save):
+def sde_trajectory(
+    f,
+    g,
+    M,
+    V,
+    delta,
+    error_terms,
+    order,
+    t0,
+    t1,
+    x0,
+    p,
+    rtol,
+    atol,
+    saveat,
+    stops,
+    ctrl,
+    adaptive,
+    max_steps,
+    stride,
+    m,
+    rng,
+    x,
+    H0,
+    H1,
+    F,
+    G,
+    x_new,
+    err,
+    wa,
+    wb,
+    wc,
+    wd,
+    we,
+    dW,
+    dZ,
+    S1,
+    S2,
+    cnt,
+    cur,
+    piece,
+    rest,
+    x_save,
+):
     """One path as ``sde_loop`` integrates it with ``saveat`` given (no records, no path replay).
 
     ``rng`` is this path's xoshiro256** state (``brownian.rng_state(seed)``), advanced in place; ``stops`` the
@@ -372,7 +473,7 @@ def sde_trajectory(f, g, M, V, delta, error_terms, order, t0, t1, x0, p, rtol, a
     t_new = t0
 
     while status == SUCCESS and t < t1:
-        if n_steps + rejected >= max_steps:   # every attempt counts, rejected ones too
+        if n_steps + rejected >= max_steps:  # every attempt counts, rejected ones too
             status = MAX_STEPS
             break
         elif not retry:
@@ -393,8 +494,9 @@ def sde_trajectory(f, g, M, V, delta, error_terms, order, t0, t1, x0, p, rtol, a
             for k in range(m):
                 dW[k] = cur[2 + k]
                 dZ[k] = cur[2 + m + k]
-        E, ef, eg = sri_step(f, g, M, V, delta, error_terms, t, h, x, p, dW, dZ, stride, rtol, atol, H0, H1, F, G,
-                             x_new, err)
+        E, ef, eg = sri_step(
+            f, g, M, V, delta, error_terms, t, h, x, p, dW, dZ, stride, rtol, atol, H0, H1, F, G, x_new, err
+        )
         nfe += ef
         nge += eg
         finite = _all_finite(x_new)
@@ -411,7 +513,7 @@ def sde_trajectory(f, g, M, V, delta, error_terms, order, t0, t1, x0, p, rtol, a
                     status = NONFINITE if last_nonfinite else DT_MIN
                     break
                 t_new = t + max(h_next, dtmin)
-                if not t_new - t < h:   # the controller cannot shrink the step: it would repeat forever
+                if not t_new - t < h:  # the controller cannot shrink the step: it would repeat forever
                     status = STEP_STUCK
                     break
                 h = t_new - t

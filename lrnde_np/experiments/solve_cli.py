@@ -1,4 +1,5 @@
 """``lrnde solve PROBLEM``: solve a built-in ODE problem and print status, statistics and the solution."""
+
 from __future__ import annotations
 
 import argparse
@@ -25,18 +26,35 @@ def van_der_pol(t, y, p, out):
 
 # name -> (rhs, y0, p, default t1, description)
 PROBLEMS = {
-    "spiral": (spiral_true_rhs, SPIRAL_Y0, SPIRAL_A.ravel(), 25.0,
-               "Chen et al.'s spiral du/dt = u³·A, A = [[-0.1, 2], [-2, -0.1]], u(0) = (2, 0)"),
-    "lotka-volterra": (lotka_volterra, np.array([1.0, 1.0]), np.array([1.5, 1.0, 3.0, 1.0]), 10.0,
-                       "x' = 1.5x − xy, y' = −3y + xy, (x, y)(0) = (1, 1)"),
-    "van-der-pol": (van_der_pol, np.array([2.0, 0.0]), np.array([1.0]), 20.0,
-                    "x'' = μ(1 − x²)x' − x, (x, x')(0) = (2, 0); μ by --mu (default 1)"),
+    "spiral": (
+        spiral_true_rhs,
+        SPIRAL_Y0,
+        SPIRAL_A.ravel(),
+        25.0,
+        "Chen et al.'s spiral du/dt = u³·A, A = [[-0.1, 2], [-2, -0.1]], u(0) = (2, 0)",
+    ),
+    "lotka-volterra": (
+        lotka_volterra,
+        np.array([1.0, 1.0]),
+        np.array([1.5, 1.0, 3.0, 1.0]),
+        10.0,
+        "x' = 1.5x − xy, y' = −3y + xy, (x, y)(0) = (1, 1)",
+    ),
+    "van-der-pol": (
+        van_der_pol,
+        np.array([2.0, 0.0]),
+        np.array([1.0]),
+        20.0,
+        "x'' = μ(1 − x²)x' − x, (x, x')(0) = (2, 0); μ by --mu (default 1)",
+    ),
 }
 
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="lrnde solve", description="Solve a built-in ODE problem.")
-    parser.add_argument("problem", choices=sorted(PROBLEMS), help="; ".join(f"{k}: {v[4]}" for k, v in PROBLEMS.items()))
+    parser.add_argument(
+        "problem", choices=sorted(PROBLEMS), help="; ".join(f"{k}: {v[4]}" for k, v in PROBLEMS.items())
+    )
     parser.add_argument("--method", choices=sorted(ERK_TABLEAUS), default="tsit5")
     parser.add_argument("--rtol", type=float, default=1e-6)
     parser.add_argument("--atol", type=float, default=1e-8)
@@ -58,8 +76,17 @@ def main(argv=None):
     if fixed and args.dt is None:
         raise SystemExit(f"lrnde solve: {args.method} is a fixed-step method; give --dt")
     try:
-        sol = solve_ode(rhs, (0.0, t1), y0, p, method=args.method, rtol=args.rtol, atol=args.atol,
-                        saveat=np.linspace(0.0, t1, args.points), dt=args.dt)
+        sol = solve_ode(
+            rhs,
+            (0.0, t1),
+            y0,
+            p,
+            method=args.method,
+            rtol=args.rtol,
+            atol=args.atol,
+            saveat=np.linspace(0.0, t1, args.points),
+            dt=args.dt,
+        )
     except (ValueError, TypeError) as exc:
         raise SystemExit(f"lrnde solve: {exc}") from None
     print(f"{args.problem}: {description}")
@@ -68,6 +95,6 @@ def main(argv=None):
     print(f"nfe {sol.stats['nfe']}, accepted steps {sol.stats['accepted']}, rejected {sol.stats['rejected']}")
     width = max(12, len(f"{t1:.6g}") + 2)
     print("t".rjust(width) + "".join(f"y[{i}]".rjust(16) for i in range(sol.y.shape[1])))
-    for t, y in zip(sol.t, sol.y):
+    for t, y in zip(sol.t, sol.y, strict=True):
         print(f"{t:{width}.6g}" + "".join(f"{v:16.8g}" for v in y))
     return 0 if sol.success else 1

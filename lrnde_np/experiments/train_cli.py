@@ -1,4 +1,5 @@
 """``lrnde train``: train one configuration (task × method), with checkpoints that resume exactly."""
+
 from __future__ import annotations
 
 import argparse
@@ -14,8 +15,12 @@ from .common import CLASSIFICATION_TASKS, METHODS, add_task_arguments, build_tas
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="lrnde train", description="Train one neural ODE with one regularizer.")
-    parser.add_argument("--method", type=method_name, default="local-unbiased",
-                        help=f"one of {', '.join(METHODS)} (default local-unbiased)")
+    parser.add_argument(
+        "--method",
+        type=method_name,
+        default="local-unbiased",
+        help=f"one of {', '.join(METHODS)} (default local-unbiased)",
+    )
     add_task_arguments(parser)
     parser.add_argument("--checkpoint", metavar="PATH", help="checkpoint file (.npz), written atomically")
     parser.add_argument("--resume", action="store_true", help="continue from --checkpoint when it exists")
@@ -31,8 +36,11 @@ def main(argv=None):
         raise SystemExit(f"lrnde train: {args.checkpoint} exists; pass --resume to continue it or remove it")
     # Outputs are checked for writability before training (not after it, with everything lost), and the
     # checkpoint (or else the --out file) is locked while this run uses it.
-    for path, what in ((args.out, "--out"), (args.out and os.path.splitext(args.out)[0] + "_params.npy", "--out"),
-                       (args.checkpoint, "--checkpoint")):
+    for path, what in (
+        (args.out, "--out"),
+        (args.out and os.path.splitext(args.out)[0] + "_params.npy", "--out"),
+        (args.checkpoint, "--checkpoint"),
+    ):
         problem = path and check_writable(path, what)
         if problem:
             raise SystemExit(f"lrnde train: {problem}")
@@ -58,18 +66,25 @@ def _train(args):
     if result.status != "ok":
         print(f"{args.method}: {result.status}")
         return 1
-    metric = (f"test accuracy {100 * result.test_accuracy:.2f}%" if task.name in CLASSIFICATION_TASKS
-              else f"test loss {result.test_loss:.4g}")
-    print(f"{args.method}: {metric}; train time {result.train_time:.2f}s (+{result.warmup_time:.2f}s compile); "
-          f"test NFE {result.test_nfe:.1f}; prediction {result.prediction_time:.4g}s/batch; "
-          f"train NFE/iter {result.train_nfe:.1f} + backward {result.backward_nfe:.1f}"
-          + (f"; resumed after {trained.resumed_from} iterations" if trained.resumed_from else ""))
+    metric = (
+        f"test accuracy {100 * result.test_accuracy:.2f}%"
+        if task.name in CLASSIFICATION_TASKS
+        else f"test loss {result.test_loss:.4g}"
+    )
+    print(
+        f"{args.method}: {metric}; train time {result.train_time:.2f}s (+{result.warmup_time:.2f}s compile); "
+        f"test NFE {result.test_nfe:.1f}; prediction {result.prediction_time:.4g}s/batch; "
+        f"train NFE/iter {result.train_nfe:.1f} + backward {result.backward_nfe:.1f}"
+        + (f"; resumed after {trained.resumed_from} iterations" if trained.resumed_from else "")
+    )
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        payload = dict(settings=vars(args), task=task.config(),
-                       result={k: (None if isinstance(v, float) and math.isnan(v) else v)
-                               for k, v in result.as_dict().items()},
-                       records={k: v.tolist() for k, v in trained.records.items()})
+        payload = dict(
+            settings=vars(args),
+            task=task.config(),
+            result={k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in result.as_dict().items()},
+            records={k: v.tolist() for k, v in trained.records.items()},
+        )
         with open(args.out, "w") as fh:
             json.dump(payload, fh, indent=1, default=str)
         np.save(os.path.splitext(args.out)[0] + "_params.npy", trained.params)

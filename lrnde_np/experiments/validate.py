@@ -3,6 +3,7 @@
 The validation scripts live beside the package in the repository (``validation/``), not inside it; this
 command finds them relative to the package and lists them when no name is given.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -26,16 +27,20 @@ def main(argv=None):
     names = available(directory)
     if not argv or argv[0] in ("-h", "--help"):
         if not names:
-            print(f"lrnde validate: no validation scripts found (looked in {directory}; they ship with a source "
-                  f"checkout, not with an installed wheel)")
+            print(
+                f"lrnde validate: no validation scripts found (looked in {directory}; they ship with a source "
+                f"checkout, not with an installed wheel)"
+            )
             return 0 if argv else 2
         print("usage: lrnde validate NAME [options]   (NAME --help for a script's options)")
         print("scripts: " + ", ".join(names))
         return 0
     name = argv[0].removesuffix(".py")
     if name not in names:
-        print(f"lrnde validate: unknown script {name!r}; available: {', '.join(names) or 'none'} (in {directory})",
-              file=sys.stderr)
+        print(
+            f"lrnde validate: unknown script {name!r}; available: {', '.join(names) or 'none'} (in {directory})",
+            file=sys.stderr,
+        )
         return 2
     spec = importlib.util.spec_from_file_location(f"lrnde_validation_{name}", os.path.join(directory, name + ".py"))
     module = importlib.util.module_from_spec(spec)

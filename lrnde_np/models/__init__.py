@@ -1,5 +1,6 @@
 """Models composing the pieces: a neural ODE layer with any adjoint and regularizer, a neural SDE layer, and
 the tasks."""
+
 from .base import Evaluation, StepOutcome
 from .mnist import MNISTTask
 from .mnist_sde import MNISTSDETask
@@ -7,5 +8,18 @@ from .node import ADJOINTS, REGULARIZERS, ForwardPass, NeuralODE, Regularization
 from .nsde import NeuralSDE, SDEForwardPass
 from .spiral import SpiralTask
 
-__all__ = ["NeuralODE", "NeuralSDE", "Regularization", "ForwardPass", "SDEForwardPass", "SolveFailed",
-           "REGULARIZERS", "ADJOINTS", "SpiralTask", "MNISTTask", "MNISTSDETask", "StepOutcome", "Evaluation"]
+__all__ = [
+    "NeuralODE",
+    "NeuralSDE",
+    "Regularization",
+    "ForwardPass",
+    "SDEForwardPass",
+    "SolveFailed",
+    "REGULARIZERS",
+    "ADJOINTS",
+    "SpiralTask",
+    "MNISTTask",
+    "MNISTSDETask",
+    "StepOutcome",
+    "Evaluation",
+]

@@ -1,4 +1,5 @@
 """What a task hands the training loop and the comparison: one step's outcome and an evaluation."""
+
 from __future__ import annotations
 
 import time
@@ -61,12 +62,16 @@ def check_image_split(train_images, train_labels, test_images, test_labels, batc
     test_y = np.asarray(test_labels, dtype=np.int64)
     for name, x, y in (("train", train_x, train_y), ("test", test_x, test_y)):
         if x.ndim != 2 or x.shape[0] == 0 or y.shape != (x.shape[0],):
-            raise ValueError(f"{name}_images/{name}_labels: expected (N, features) images and N labels, got "
-                             f"{x.shape} and {y.shape}")
+            raise ValueError(
+                f"{name}_images/{name}_labels: expected (N, features) images and N labels, got {x.shape} and {y.shape}"
+            )
     if test_x.shape[1] != train_x.shape[1]:
         raise ValueError("test_images: feature count differs from train_images'")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or not \
-            1 <= batch_size <= train_x.shape[0]:
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, (int, np.integer))
+        or not 1 <= batch_size <= train_x.shape[0]
+    ):
         raise ValueError(f"batch_size must be an integer in 1…{train_x.shape[0]}, got {batch_size!r}")
     return train_x, train_y, test_x, test_y
 
@@ -79,7 +84,7 @@ def evaluate_classifier(predict_batch, x, y, batch_size, max_batches=None) -> Ev
         starts = starts[:max_batches]
     losses, correct, nfes, times, count = [], 0, [], [], 0
     for b, s in enumerate(starts):
-        xb, yb = x[s:s + batch_size], y[s:s + batch_size]
+        xb, yb = x[s : s + batch_size], y[s : s + batch_size]
         start = time.perf_counter()
         logits, nfe = predict_batch(b, xb)
         times.append(time.perf_counter() - start)
@@ -88,6 +93,10 @@ def evaluate_classifier(predict_batch, x, y, batch_size, max_batches=None) -> Ev
         correct += int(np.sum(np.argmax(logits, axis=1) == yb))
         nfes.append(nfe)
         count += yb.size
-    return Evaluation(test_loss=float(np.sum(losses) / count), test_accuracy=correct / count,
-                      test_nfe=float(np.mean(nfes)), prediction_time=float(np.median(times)),
-                      n_batches=len(nfes))
+    return Evaluation(
+        test_loss=float(np.sum(losses) / count),
+        test_accuracy=correct / count,
+        test_nfe=float(np.mean(nfes)),
+        prediction_time=float(np.median(times)),
+        n_batches=len(nfes),
+    )

@@ -34,6 +34,7 @@ inhomogeneous Poisson process with intensity λ(z(t)) = softplus(w·z + c); the 
 ``[x_prev, Δt, 1]`` (the previous observation, the gap to the time being predicted, and a flag that makes the
 cell update), trained by teacher forcing on the next observation and extrapolating autoregressively.
 """
+
 from __future__ import annotations
 
 import math
@@ -67,12 +68,13 @@ def recognition_inputs(t, values, mask, t_end=None):
     values = np.asarray(values, dtype=np.float64)
     mask = np.asarray(mask, dtype=np.float64)
     if values.ndim != 3 or values.shape != mask.shape or values.shape[1] != t.size:
-        raise ValueError(f"values/mask: expected equal (batch, {t.size}, features) arrays, got {values.shape} and "
-                         f"{mask.shape}")
+        raise ValueError(
+            f"values/mask: expected equal (batch, {t.size}, features) arrays, got {values.shape} and {mask.shape}"
+        )
     B, T, D = values.shape
     out = np.zeros((T, B, 2 * D + 1))
     out[:, :, :D] = np.transpose(values * mask, (1, 0, 2))
-    out[:, :, D:2 * D] = np.transpose(mask, (1, 0, 2))
+    out[:, :, D : 2 * D] = np.transpose(mask, (1, 0, 2))
     last = np.full(B, t[-1] if t_end is None else float(t_end))
     for k in range(T - 1, -1, -1):
         obs = mask[:, k].any(axis=1)
@@ -113,9 +115,9 @@ class LatentStep:
     """One minibatch: the loss and its parts, the gradient, and the work done."""
 
     loss: float
-    neg_loglik: float            # −Σ log-likelihood / N_obs
-    kl: float                    # Σ_b KL_b / N_obs (unweighted)
-    mse: float                   # masked mean squared reconstruction error
+    neg_loglik: float  # −Σ log-likelihood / N_obs
+    kl: float  # Σ_b KL_b / N_obs (unweighted)
+    mse: float  # masked mean squared reconstruction error
     reg_value: float
     grad: np.ndarray
     nfe_forward: int
@@ -123,7 +125,7 @@ class LatentStep:
     nfe_backward: int
     t_reg: float
     forward_pass: ForwardPass | None = None
-    poisson_nll: float = 0.0     # −(Σ_events log λ − ∫λ dt) / N_obs (Poisson models)
+    poisson_nll: float = 0.0  # −(Σ_events log λ − ∫λ dt) / N_obs (Poisson models)
 
 
 class LatentODE:
@@ -139,9 +141,25 @@ class LatentODE:
     rtol, atol, method, adjoint : the latent solve; ``fixed_dt`` fixes its step (checks).
     """
 
-    def __init__(self, obs_dim, latent_dim=4, encoder="rnn", rec_hidden=25, rec_latent=None, field_widths=None,
-                 field_activation="tanh", field_final=None, dec_hidden=20, obs_std=0.1, rtol=1e-5, atol=1e-7,
-                 method="tsit5", adjoint="discrete", fixed_dt=None, poisson=False):
+    def __init__(
+        self,
+        obs_dim,
+        latent_dim=4,
+        encoder="rnn",
+        rec_hidden=25,
+        rec_latent=None,
+        field_widths=None,
+        field_activation="tanh",
+        field_final=None,
+        dec_hidden=20,
+        obs_std=0.1,
+        rtol=1e-5,
+        atol=1e-7,
+        method="tsit5",
+        adjoint="discrete",
+        fixed_dt=None,
+        poisson=False,
+    ):
         if encoder not in ENCODERS:
             raise ValueError(f"encoder: expected one of {ENCODERS}, got {encoder!r}")
         if not (isinstance(obs_std, (int, float)) and obs_std > 0 and math.isfinite(obs_std)):
@@ -181,7 +199,7 @@ class LatentODE:
             raise ValueError(f"p: expected shape ({self.n_params},), got {np.shape(p)}")
         out, o = [], 0
         for n in self._sizes:
-            out.append(p[o:o + n])
+            out.append(p[o : o + n])
             o += n
         return tuple(out)
 
@@ -189,8 +207,7 @@ class LatentODE:
         if not isinstance(rng, np.random.Generator):
             raise TypeError(f"rng: expected a numpy.random.Generator, got {type(rng).__name__}")
         p = np.zeros(self.n_params)
-        for view, part in zip(self.split(p), (self.cell, self.rec_out, self.ode_field, self.decoder),
-                              strict=True):
+        for view, part in zip(self.split(p), (self.cell, self.rec_out, self.ode_field, self.decoder), strict=True):
             view[:] = part.init_params(rng)
         return p
 
@@ -217,8 +234,9 @@ class LatentODE:
 
     # -- training ----------------------------------------------------------------------------------------
 
-    def loss_and_grad(self, p, t, values, mask, eps, regularization=None, lam=0.0, kl_w=1.0,
-                      rng=None, t0=None) -> LatentStep:
+    def loss_and_grad(
+        self, p, t, values, mask, eps, regularization=None, lam=0.0, kl_w=1.0, rng=None, t0=None
+    ) -> LatentStep:
         """The negative ELBO per observed value (+ λ·R) and its exact gradient (see the module docstring).
 
         t (T,) the union of the minibatch's observation times; values, mask (B, T, D); eps (B, L) the
@@ -242,49 +260,58 @@ class LatentODE:
         self._solve_span(t, t0)
         state0 = np.concatenate([z0.ravel(), np.zeros(B)]) if self.poisson else np.ascontiguousarray(z0).ravel()
         fp = self.node.forward(state0, np.ascontiguousarray(p_field), regularization, rng, saveat=t)
-        Z = np.ascontiguousarray(fp.outputs[:, :B * L]).reshape(T * B, L)   # time-major: row k·B + b
+        Z = np.ascontiguousarray(fp.outputs[:, : B * L]).reshape(T * B, L)  # time-major: row k·B + b
         xhat = self.decoder.forward(Z, p_dec).reshape(T, B, D)
         x = np.transpose(values, (1, 0, 2))
         m = np.transpose(mask, (1, 0, 2))
         resid = m * (x - xhat)
-        s2 = self.obs_std ** 2
+        s2 = self.obs_std**2
         loglik = -0.5 * float(np.sum(resid * resid)) / s2 - n_obs * (math.log(self.obs_std) + 0.5 * LOG_2PI)
         kl_b = 0.5 * np.sum(mu * mu + sigma * sigma - 1.0 - logvar, axis=1)
         kl = float(kl_b.sum())
         task_loss = -(loglik - kl_w * kl) / n_obs
         poisson_nll, out_bar = 0.0, np.zeros_like(fp.outputs)
-        if self.poisson:   # events: the series' observation times; Λ(t_end) = ∫ λ dt from t0
-            events = m.any(axis=2).astype(np.float64)                     # (T, B)
+        if self.poisson:  # events: the series' observation times; Λ(t_end) = ∫ λ dt from t0
+            events = m.any(axis=2).astype(np.float64)  # (T, B)
             lam_ev, slope = self.ode_field.intensity(Z.reshape(T, B, L), p_field)
-            integral = fp.outputs[-1, B * L:]
+            integral = fp.outputs[-1, B * L :]
             poisson_ll = float(np.sum(events * np.log(lam_ev))) - float(np.sum(integral))
             poisson_nll = -poisson_ll / n_obs
             task_loss += poisson_nll
-            coef = -events * slope / lam_ev / n_obs                       # d(−ll/N)/ds at each event
+            coef = -events * slope / lam_ev / n_obs  # d(−ll/N)/ds at each event
             nz = self.field.n_params
-            w = p_field[nz:nz + L]
-            Zev_bar = coef[:, :, None] * w                                # (T, B, L)
-            out_bar[:, :B * L] += Zev_bar.reshape(T, B * L)
-            out_bar[-1, B * L:] += 1.0 / n_obs
+            w = p_field[nz : nz + L]
+            Zev_bar = coef[:, :, None] * w  # (T, B, L)
+            out_bar[:, : B * L] += Zev_bar.reshape(T, B * L)
+            out_bar[-1, B * L :] += 1.0 / n_obs
         # backward
-        xhat_bar = -resid / s2 / n_obs                      # d(−loglik/N)/dx̂ = −m(x − x̂)/(s² N)
+        xhat_bar = -resid / s2 / n_obs  # d(−loglik/N)/dx̂ = −m(x − x̂)/(s² N)
         Z_bar, g_dec = self.decoder.vjp_py(Z, p_dec, xhat_bar.reshape(T * B, D))
-        out_bar[:, :B * L] += Z_bar.reshape(T, B * L)
+        out_bar[:, : B * L] += Z_bar.reshape(T, B * L)
         z0_bar, g_field, nfe_back = self.node.backward(fp, out_bar, lam)
-        z0_bar = z0_bar[:B * L].reshape(B, L)
+        z0_bar = z0_bar[: B * L].reshape(B, L)
         if self.poisson:
-            g_field[nz:nz + L] += np.einsum("tb,tbl->l", coef, Z.reshape(T, B, L))
+            g_field[nz : nz + L] += np.einsum("tb,tbl->l", coef, Z.reshape(T, B, L))
             g_field[nz + L] += float(np.sum(coef))
         mu_bar = z0_bar + kl_w * mu / n_obs
         logvar_bar = z0_bar * eps * 0.5 * sigma + kl_w * 0.5 * (sigma * sigma - 1.0) / n_obs
         h_bar, g_rec = self.rec_out.vjp_py(h, p_rec, np.concatenate([mu_bar, logvar_bar], axis=1))
         _, _, g_cell = run_backwards_vjp(self.cell, tapes, h_bar)
         grad = np.concatenate([g_cell, g_rec, g_field, g_dec])
-        return LatentStep(loss=task_loss + lam * fp.reg_value, neg_loglik=-loglik / n_obs, kl=kl / n_obs,
-                          mse=float(np.sum(resid * resid)) / n_obs, reg_value=fp.reg_value, grad=grad,
-                          poisson_nll=poisson_nll,
-                          nfe_forward=fp.sol.nfe, nfe_reg=fp.nfe_reg, nfe_backward=nfe_back, t_reg=fp.t_reg,
-                          forward_pass=fp)
+        return LatentStep(
+            loss=task_loss + lam * fp.reg_value,
+            neg_loglik=-loglik / n_obs,
+            kl=kl / n_obs,
+            mse=float(np.sum(resid * resid)) / n_obs,
+            reg_value=fp.reg_value,
+            grad=grad,
+            poisson_nll=poisson_nll,
+            nfe_forward=fp.sol.nfe,
+            nfe_reg=fp.nfe_reg,
+            nfe_backward=nfe_back,
+            t_reg=fp.t_reg,
+            forward_pass=fp,
+        )
 
     # -- prediction ----------------------------------------------------------------------------------------
 
@@ -301,7 +328,7 @@ class LatentODE:
         B, L = z0.shape
         state0 = np.concatenate([z0.ravel(), np.zeros(B)]) if self.poisson else np.ascontiguousarray(z0).ravel()
         sol = self.node.solve(state0, np.ascontiguousarray(p_field), saveat=t_pred, t_span=(t0, float(t_pred[-1])))
-        xhat = self.decoder.forward(np.ascontiguousarray(sol.y[:, :B * L]).reshape(-1, L), p_dec)
+        xhat = self.decoder.forward(np.ascontiguousarray(sol.y[:, : B * L]).reshape(-1, L), p_dec)
         return xhat.reshape(t_pred.size, B, self.obs_dim), sol.nfe
 
 
@@ -336,7 +363,7 @@ class RNNBaseline:
     def split(self, p):
         if np.shape(p) != (self.n_params,):
             raise ValueError(f"p: expected shape ({self.n_params},), got {np.shape(p)}")
-        return p[:self._sizes[0]], p[self._sizes[0]:]
+        return p[: self._sizes[0]], p[self._sizes[0] :]
 
     def init_params(self, rng):
         if not isinstance(rng, np.random.Generator):
@@ -427,8 +454,11 @@ class _SeriesTask:
         self.train_idx, self.val_idx, self.test_idx = (np.asarray(i) for i in (train_idx, val_idx, test_idx))
         if self.train_idx.size == 0 or self.test_idx.size == 0:
             raise ValueError("data: the split leaves no training or no test series")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or \
-                not 1 <= batch_size <= self.train_idx.size:
+        if (
+            isinstance(batch_size, bool)
+            or not isinstance(batch_size, (int, np.integer))
+            or not 1 <= batch_size <= self.train_idx.size
+        ):
             raise ValueError(f"batch_size must be an integer in 1…{self.train_idx.size}, got {batch_size!r}")
         self.batch_size = int(batch_size)
         self.window = window
@@ -459,9 +489,17 @@ class _SeriesTask:
         idx, eps, w = batch
         t, values, mask = self.data.batch(idx, window=self.window)
         st = self.model.loss_and_grad(params, t, values, mask, eps, regularization, lam, w, rng, t0=self.t0)
-        return StepOutcome(loss=st.loss, task_loss=st.loss - lam * st.reg_value, reg_value=st.reg_value,
-                           accuracy=float("nan"), grad=st.grad, nfe_forward=st.nfe_forward, nfe_reg=st.nfe_reg,
-                           nfe_backward=st.nfe_backward, t_reg=st.t_reg)
+        return StepOutcome(
+            loss=st.loss,
+            task_loss=st.loss - lam * st.reg_value,
+            reg_value=st.reg_value,
+            accuracy=float("nan"),
+            grad=st.grad,
+            nfe_forward=st.nfe_forward,
+            nfe_reg=st.nfe_reg,
+            nfe_backward=st.nfe_backward,
+            t_reg=st.t_reg,
+        )
 
     def split_indices(self, split):
         if split not in ("train", "val", "test"):
@@ -484,22 +522,61 @@ class LatentSpiralTask(_SeriesTask):
 
     name = "latent-spiral"
 
-    def __init__(self, n_obs=50, n_spirals=1000, data_seed=0, latent_dim=4, rec_hidden=25, field_hidden=20,
-                 dec_hidden=20, obs_std=0.3, rtol=1e-5, atol=1e-7, adjoint="discrete", batch_size=100,
-                 method="tsit5", encoder="rnn", noise_std=0.3, field_layers=2):
+    def __init__(
+        self,
+        n_obs=50,
+        n_spirals=1000,
+        data_seed=0,
+        latent_dim=4,
+        rec_hidden=25,
+        field_hidden=20,
+        dec_hidden=20,
+        obs_std=0.3,
+        rtol=1e-5,
+        atol=1e-7,
+        adjoint="discrete",
+        batch_size=100,
+        method="tsit5",
+        encoder="rnn",
+        noise_std=0.3,
+        field_layers=2,
+    ):
         data = spiral_timeseries(n_spirals, n_obs=n_obs, seed=data_seed, noise_std=noise_std)
         tr, va, te = split_indices(len(data), (0.64, 0.16, 0.20), data_seed + 1)
-        self.model = LatentODE(2, latent_dim, encoder=encoder, rec_hidden=rec_hidden,
-                               field_widths=(latent_dim,) + (field_hidden,) * int(field_layers) + (latent_dim,),
-                               dec_hidden=dec_hidden,
-                               obs_std=obs_std, rtol=rtol, atol=atol, method=method, adjoint=adjoint)
+        self.model = LatentODE(
+            2,
+            latent_dim,
+            encoder=encoder,
+            rec_hidden=rec_hidden,
+            field_widths=(latent_dim,) + (field_hidden,) * int(field_layers) + (latent_dim,),
+            dec_hidden=dec_hidden,
+            obs_std=obs_std,
+            rtol=rtol,
+            atol=atol,
+            method=method,
+            adjoint=adjoint,
+        )
         self.n_window = int(data.info["n_window"])
         self._setup(data, tr, va, te, batch_size, self.n_window, 0.0)
-        self._config = dict(task=self.name, n_obs=int(n_obs), n_spirals=int(n_spirals), data_seed=int(data_seed),
-                            latent_dim=int(latent_dim), rec_hidden=int(rec_hidden), field_hidden=int(field_hidden),
-                            dec_hidden=int(dec_hidden), obs_std=float(obs_std), rtol=float(rtol), atol=float(atol),
-                            adjoint=adjoint, batch_size=self.batch_size, method=method, encoder=encoder,
-                            noise_std=float(noise_std), field_layers=int(field_layers))
+        self._config = dict(
+            task=self.name,
+            n_obs=int(n_obs),
+            n_spirals=int(n_spirals),
+            data_seed=int(data_seed),
+            latent_dim=int(latent_dim),
+            rec_hidden=int(rec_hidden),
+            field_hidden=int(field_hidden),
+            dec_hidden=int(dec_hidden),
+            obs_std=float(obs_std),
+            rtol=float(rtol),
+            atol=float(atol),
+            adjoint=adjoint,
+            batch_size=self.batch_size,
+            method=method,
+            encoder=encoder,
+            noise_std=float(noise_std),
+            field_layers=int(field_layers),
+        )
 
     def predict(self, params, idx):
         """Mean predictions (200, B, 2) for the series ``idx`` from their observations; and the NFE."""
@@ -521,10 +598,16 @@ class LatentSpiralTask(_SeriesTask):
         w = self.n_window
         mse_ex = float(np.mean((pred[w:] - truth[w:]) ** 2))
         mse_in = float(np.mean((pred[:w] - truth[:w]) ** 2))
-        self.last_evaluation = dict(split=split, rmse_extrapolation=math.sqrt(mse_ex),
-                                    rmse_interpolation=math.sqrt(mse_in), nfe=float(nfe))
-        return Evaluation(test_loss=mse_ex, test_accuracy=float("nan"), test_nfe=float(nfe),
-                          prediction_time=float(np.median(times)), n_batches=1)
+        self.last_evaluation = dict(
+            split=split, rmse_extrapolation=math.sqrt(mse_ex), rmse_interpolation=math.sqrt(mse_in), nfe=float(nfe)
+        )
+        return Evaluation(
+            test_loss=mse_ex,
+            test_accuracy=float("nan"),
+            test_nfe=float(nfe),
+            prediction_time=float(np.median(times)),
+            n_batches=1,
+        )
 
 
 class RNNSpiralTask(LatentSpiralTask):
@@ -532,24 +615,41 @@ class RNNSpiralTask(LatentSpiralTask):
 
     name = "rnn-spiral"
 
-    def __init__(self, n_obs=50, n_spirals=1000, data_seed=0, hidden=25, dec_hidden=20, batch_size=100,
-                 cell="rnn", noise_std=0.3):
+    def __init__(
+        self, n_obs=50, n_spirals=1000, data_seed=0, hidden=25, dec_hidden=20, batch_size=100, cell="rnn", noise_std=0.3
+    ):
         data = spiral_timeseries(n_spirals, n_obs=n_obs, seed=data_seed, noise_std=noise_std)
         tr, va, te = split_indices(len(data), (0.64, 0.16, 0.20), data_seed + 1)
         self.model = RNNBaseline(2, hidden, dec_hidden, cell)
-        self.model.latent_dim = 1      # sample_batch draws reparameterization noise of this width (unused here)
+        self.model.latent_dim = 1  # sample_batch draws reparameterization noise of this width (unused here)
         self.n_window = int(data.info["n_window"])
         self._setup(data, tr, va, te, batch_size, self.n_window, 0.0)
-        self._config = dict(task=self.name, n_obs=int(n_obs), n_spirals=int(n_spirals), data_seed=int(data_seed),
-                            hidden=int(hidden), dec_hidden=int(dec_hidden), batch_size=self.batch_size, cell=cell,
-                            noise_std=float(noise_std))
+        self._config = dict(
+            task=self.name,
+            n_obs=int(n_obs),
+            n_spirals=int(n_spirals),
+            data_seed=int(data_seed),
+            hidden=int(hidden),
+            dec_hidden=int(dec_hidden),
+            batch_size=self.batch_size,
+            cell=cell,
+            noise_std=float(noise_std),
+        )
 
     def step(self, params, batch, regularization, lam, rng):
         idx, _, _ = batch
         t, values, mask = self.data.batch(idx, window=self.n_window)
         loss, grad = self.model.loss_and_grad(params, t, values, mask, t0=self.t0)
-        return StepOutcome(loss=loss, task_loss=loss, reg_value=0.0, accuracy=float("nan"), grad=grad,
-                           nfe_forward=0, nfe_reg=0, nfe_backward=0)
+        return StepOutcome(
+            loss=loss,
+            task_loss=loss,
+            reg_value=0.0,
+            accuracy=float("nan"),
+            grad=grad,
+            nfe_forward=0,
+            nfe_reg=0,
+            nfe_backward=0,
+        )
 
     def predict(self, params, idx):
         """(200, B, 2) with NaN in the observation window (the RNN does not reconstruct) and its
@@ -581,9 +681,25 @@ class PhysioNetTask(_SeriesTask):
 
     name = "physionet"
 
-    def __init__(self, directory, latent_dim=20, rec_hidden=40, rec_latent=50, field_hidden=40, dec_hidden=50,
-                 obs_std=0.01, rtol=1e-5, atol=1e-7, adjoint="interpolating", batch_size=64, method="tsit5",
-                 split_seed=0, resolution=1.0, max_files=None, eval_batch_size=256):
+    def __init__(
+        self,
+        directory,
+        latent_dim=20,
+        rec_hidden=40,
+        rec_latent=50,
+        field_hidden=40,
+        dec_hidden=50,
+        obs_std=0.01,
+        rtol=1e-5,
+        atol=1e-7,
+        adjoint="interpolating",
+        batch_size=64,
+        method="tsit5",
+        split_seed=0,
+        resolution=1.0,
+        max_files=None,
+        eval_batch_size=256,
+    ):
         from ..data_timeseries import load_physionet
 
         data = load_physionet(directory, resolution=resolution, max_files=max_files)
@@ -592,17 +708,43 @@ class PhysioNetTask(_SeriesTask):
         val, train = train_all[:n_val], train_all[n_val:]
         L = int(latent_dim)
         widths = (L,) + (int(field_hidden), L) * 4
-        self.model = LatentODE(data.n_features, L, encoder="gru", rec_hidden=rec_hidden, rec_latent=rec_latent,
-                               field_widths=widths, field_final="tanh", dec_hidden=dec_hidden, obs_std=obs_std,
-                               rtol=rtol, atol=atol, method=method, adjoint=adjoint)
+        self.model = LatentODE(
+            data.n_features,
+            L,
+            encoder="gru",
+            rec_hidden=rec_hidden,
+            rec_latent=rec_latent,
+            field_widths=widths,
+            field_final="tanh",
+            dec_hidden=dec_hidden,
+            obs_std=obs_std,
+            rtol=rtol,
+            atol=atol,
+            method=method,
+            adjoint=adjoint,
+        )
         self._setup(data, train, val, test, min(int(batch_size), train.size), None, 0.0)
         self.eval_batch_size = int(eval_batch_size)
-        self._config = dict(task=self.name, latent_dim=L, rec_hidden=int(rec_hidden), rec_latent=int(rec_latent),
-                            field_hidden=int(field_hidden), dec_hidden=int(dec_hidden), obs_std=float(obs_std),
-                            rtol=float(rtol), atol=float(atol), adjoint=adjoint, batch_size=self.batch_size,
-                            method=method, split_seed=int(split_seed), resolution=float(resolution),
-                            n_patients=len(data), n_train=int(train.size), n_val=int(val.size),
-                            n_test=int(test.size))
+        self._config = dict(
+            task=self.name,
+            latent_dim=L,
+            rec_hidden=int(rec_hidden),
+            rec_latent=int(rec_latent),
+            field_hidden=int(field_hidden),
+            dec_hidden=int(dec_hidden),
+            obs_std=float(obs_std),
+            rtol=float(rtol),
+            atol=float(atol),
+            adjoint=adjoint,
+            batch_size=self.batch_size,
+            method=method,
+            split_seed=int(split_seed),
+            resolution=float(resolution),
+            n_patients=len(data),
+            n_train=int(train.size),
+            n_val=int(val.size),
+            n_test=int(test.size),
+        )
 
     def predict(self, params, idx):
         t, values, mask = self.data.batch(idx)
@@ -610,7 +752,7 @@ class PhysioNetTask(_SeriesTask):
         return (pred, (values, mask)), nfe
 
     def prediction_call(self, params):
-        idx = self.test_idx[:self.eval_batch_size]
+        idx = self.test_idx[: self.eval_batch_size]
         return lambda: self.predict(params, idx)
 
     def evaluate(self, params, repeats=1, split="test"):
@@ -618,16 +760,20 @@ class PhysioNetTask(_SeriesTask):
         sq, count, nfes, times = 0.0, 0.0, [], []
         for s in range(0, idx.size, self.eval_batch_size):
             start = time.perf_counter()
-            (pred, (values, mask)), nfe = self.predict(params, idx[s:s + self.eval_batch_size])
+            (pred, (values, mask)), nfe = self.predict(params, idx[s : s + self.eval_batch_size])
             times.append(time.perf_counter() - start)
             r = np.transpose(mask, (1, 0, 2)) * (pred - np.transpose(values, (1, 0, 2)))
             sq += float(np.sum(r * r))
             count += float(mask.sum())
             nfes.append(nfe)
         self.last_evaluation = dict(split=split, mse=sq / max(count, 1.0))
-        return Evaluation(test_loss=sq / max(count, 1.0), test_accuracy=float("nan"), test_nfe=float(np.mean(nfes)),
-                          prediction_time=float(np.median(times)), n_batches=len(nfes))
-
+        return Evaluation(
+            test_loss=sq / max(count, 1.0),
+            test_accuracy=float("nan"),
+            test_nfe=float(np.mean(nfes)),
+            prediction_time=float(np.median(times)),
+            n_batches=len(nfes),
+        )
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -637,53 +783,95 @@ class PhysioNetTask(_SeriesTask):
 #: settings and λ's of validation/latent_ode_spiral.py (local λ = 1 selected on the validation split; global
 #: λ = 1); PhysioNet: the paper's (local 100 → 10 exponential over the run; global: the 2021 paper's 1000 → 100).
 TIMESERIES_DEFAULTS = {
-    "latent-spiral": dict(iters=800, batch_size=100, lr=1e-2, rtol=1e-4, atol=1e-6, hidden=20, lam=1.0,
-                          lam_end=None, schedule="constant", lam_global=1.0),
-    "physionet": dict(iters=3000, batch_size=64, lr=1e-2, rtol=1e-5, atol=1e-7, hidden=40, lam=100.0, lam_end=10.0,
-                      schedule="exponential", lam_global=1000.0),
+    "latent-spiral": dict(
+        iters=800,
+        batch_size=100,
+        lr=1e-2,
+        rtol=1e-4,
+        atol=1e-6,
+        hidden=20,
+        lam=1.0,
+        lam_end=None,
+        schedule="constant",
+        lam_global=1.0,
+    ),
+    "physionet": dict(
+        iters=3000,
+        batch_size=64,
+        lr=1e-2,
+        rtol=1e-5,
+        atol=1e-7,
+        hidden=40,
+        lam=100.0,
+        lam_end=10.0,
+        schedule="exponential",
+        lam_global=1000.0,
+    ),
 }
 TIMESERIES_LABELS = {
-    task: {"vanilla": "Vanilla Latent ODE", "global": "Global ERNODE (2021)",
-           "local-unbiased": "Local Unbiased ERNODE", "local-biased": "Local Biased ERNODE"}
-    for task in TIMESERIES_DEFAULTS}
+    task: {
+        "vanilla": "Vanilla Latent ODE",
+        "global": "Global ERNODE (2021)",
+        "local-unbiased": "Local Unbiased ERNODE",
+        "local-biased": "Local Biased ERNODE",
+    }
+    for task in TIMESERIES_DEFAULTS
+}
 
 
 def task_from_args(args):
     """The time-series task that parsed ``lrnde compare/train`` arguments describe."""
     if args.task == "latent-spiral":
-        return LatentSpiralTask(n_obs=getattr(args, "n_obs", None) or 50, field_hidden=args.hidden, rtol=args.rtol,
-                                atol=args.atol, adjoint=args.adjoint, batch_size=args.batch_size,
-                                data_seed=getattr(args, "split_seed", 0))
+        return LatentSpiralTask(
+            n_obs=getattr(args, "n_obs", None) or 50,
+            field_hidden=args.hidden,
+            rtol=args.rtol,
+            atol=args.atol,
+            adjoint=args.adjoint,
+            batch_size=args.batch_size,
+            data_seed=getattr(args, "split_seed", 0),
+        )
     if args.task == "physionet":
-        return PhysioNetTask(args.data, field_hidden=args.hidden, rtol=args.rtol, atol=args.atol, adjoint=args.adjoint,
-                             batch_size=args.batch_size, split_seed=getattr(args, "split_seed", 0),
-                             eval_batch_size=getattr(args, "eval_batch_size", None) or 256)
+        return PhysioNetTask(
+            args.data,
+            field_hidden=args.hidden,
+            rtol=args.rtol,
+            atol=args.atol,
+            adjoint=args.adjoint,
+            batch_size=args.batch_size,
+            split_seed=getattr(args, "split_seed", 0),
+            eval_batch_size=getattr(args, "eval_batch_size", None) or 256,
+        )
     raise ValueError(f"task: not a time-series task: {args.task!r}")
 
 
 def _describe_spiral(task):
     c = task.config()
-    return [f"data: Chen's spirals, {c['n_spirals']} series (half clockwise, noise sd {c['noise_std']:g}, data seed "
-            f"{c['data_seed']}), {c['n_obs']} irregular observations in the first 100 of 200 times; "
-            f"{task.train_idx.size}/{task.val_idx.size}/{task.test_idx.size} train/validation/test series; "
-            f"model: {c['encoder'].upper()} encoder ({c['rec_hidden']}) backwards with time gaps, latent "
-            f"{c['latent_dim']}, dynamics Dense({c['latent_dim']}→{c['field_hidden']}, tanh)"
-            f"{'→Dense(→' + str(c['field_hidden']) + ', tanh)' * (c['field_layers'] - 1)}→Dense(→"
-            f"{c['latent_dim']}), decoder Dense(→{c['dec_hidden']}, tanh)→Dense(→2), s = {c['obs_std']:g}; KL "
-            f"weight max(0, 1 − 0.99^(iter − 100))",
-            "Test Loss: extrapolation MSE against the noise-free spirals over the 100 times after the observation "
-            "window (z0 = mean of q); Train Loss: −ELBO per observed value (last 10% of iterations)"]
+    return [
+        f"data: Chen's spirals, {c['n_spirals']} series (half clockwise, noise sd {c['noise_std']:g}, data seed "
+        f"{c['data_seed']}), {c['n_obs']} irregular observations in the first 100 of 200 times; "
+        f"{task.train_idx.size}/{task.val_idx.size}/{task.test_idx.size} train/validation/test series; "
+        f"model: {c['encoder'].upper()} encoder ({c['rec_hidden']}) backwards with time gaps, latent "
+        f"{c['latent_dim']}, dynamics Dense({c['latent_dim']}→{c['field_hidden']}, tanh)"
+        f"{'→Dense(→' + str(c['field_hidden']) + ', tanh)' * (c['field_layers'] - 1)}→Dense(→"
+        f"{c['latent_dim']}), decoder Dense(→{c['dec_hidden']}, tanh)→Dense(→2), s = {c['obs_std']:g}; KL "
+        f"weight max(0, 1 − 0.99^(iter − 100))",
+        "Test Loss: extrapolation MSE against the noise-free spirals over the 100 times after the observation "
+        "window (z0 = mean of q); Train Loss: −ELBO per observed value (last 10% of iterations)",
+    ]
 
 
 def _describe_physionet(task):
     c = task.config()
-    return [f"data: PhysioNet 2012, {c['n_patients']} patients ({c['n_train']}/{c['n_val']}/{c['n_test']} "
-            f"train/validation/test, split seed {c['split_seed']}), 37 variables min–max normalized, "
-            f"{c['resolution']:g} h bins over 48 h; model: LatentGRUCell(37, {c['rec_hidden']}, {c['rec_latent']}), "
-            f"rec_to_gen Dense(100→50, tanh)→Dense(50→{2 * c['latent_dim']}), dynamics Dense({c['latent_dim']}↔"
-            f"{c['field_hidden']}, tanh)×8, s = {c['obs_std']:g}; KL weight max(0, 1 − 0.99^(iter − 100))",
-            "Test Loss: masked MSE of the reconstructed held-out observations (normalized units); Train Loss: −ELBO "
-            "per observed value (last 10% of iterations)"]
+    return [
+        f"data: PhysioNet 2012, {c['n_patients']} patients ({c['n_train']}/{c['n_val']}/{c['n_test']} "
+        f"train/validation/test, split seed {c['split_seed']}), 37 variables min–max normalized, "
+        f"{c['resolution']:g} h bins over 48 h; model: LatentGRUCell(37, {c['rec_hidden']}, {c['rec_latent']}), "
+        f"rec_to_gen Dense(100→50, tanh)→Dense(50→{2 * c['latent_dim']}), dynamics Dense({c['latent_dim']}↔"
+        f"{c['field_hidden']}, tanh)×8, s = {c['obs_std']:g}; KL weight max(0, 1 − 0.99^(iter − 100))",
+        "Test Loss: masked MSE of the reconstructed held-out observations (normalized units); Train Loss: −ELBO "
+        "per observed value (last 10% of iterations)",
+    ]
 
 
 def describe_task(task):
@@ -698,6 +886,7 @@ def plot_spiral_predictions(path, task, params_by_label, n_series=4, split="test
     Returns the path, or a note when matplotlib is missing."""
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
@@ -717,9 +906,13 @@ def plot_spiral_predictions(path, task, params_by_label, n_series=4, split="test
             ax.scatter(task.data.values[i, obs, 0], task.data.values[i, obs, 1], s=6, color="k", label="observed")
             if np.all(np.isfinite(pred[:w, row])):
                 ax.plot(pred[:w, row, 0], pred[:w, row, 1], color="tab:blue", lw=1.5, label="reconstruction")
-            ax.plot(pred[w - 1:, row, 0] if np.all(np.isfinite(pred[w - 1])) else pred[w:, row, 0],
-                    pred[w - 1:, row, 1] if np.all(np.isfinite(pred[w - 1])) else pred[w:, row, 1],
-                    color="tab:red", lw=1.5, label="extrapolation")
+            ax.plot(
+                pred[w - 1 :, row, 0] if np.all(np.isfinite(pred[w - 1])) else pred[w:, row, 0],
+                pred[w - 1 :, row, 1] if np.all(np.isfinite(pred[w - 1])) else pred[w:, row, 1],
+                color="tab:red",
+                lw=1.5,
+                label="extrapolation",
+            )
             ax.set_xticks([])
             ax.set_yticks([])
             if row == 0:
@@ -776,7 +969,7 @@ class PoissonField:
                 s = p[nz + L]
                 for k in range(L):
                     s += p[nz + k] * y[b * L + k]
-                g = a[n + b] / (1.0 + math.exp(-s))        # a_Λ · softplus'(s)
+                g = a[n + b] / (1.0 + math.exp(-s))  # a_Λ · softplus'(s)
                 for k in range(L):
                     out_y[b * L + k] += g * p[nz + k]
                     out_p[nz + k] += g * y[b * L + k]
@@ -788,11 +981,11 @@ class PoissonField:
 
     def init_params(self, rng):
         p = np.zeros(self.n_params)
-        p[:self.inner.n_params] = self.inner.init_params(rng)
+        p[: self.inner.n_params] = self.inner.init_params(rng)
         return p
 
     def intensity(self, Z, p):
         """λ(z) for the rows of Z (…, L), and softplus' (the logistic) at the same points."""
         nz, L = self.inner.n_params, self.latent_dim
-        s = Z @ p[nz:nz + L] + p[nz + L]
+        s = Z @ p[nz : nz + L] + p[nz + L]
         return np.logaddexp(0.0, s), 1.0 / (1.0 + np.exp(-s))

@@ -9,6 +9,7 @@ Parameter vector: the field's parameters, then W (10 × 784, row-major), then b 
 Data: the images the caller passes (the experiments use 8,000 training / 2,000 held-out images of the
 10,000-image MNIST test split, split with a fixed seed — see :func:`lrnde_np.data.split`).
 """
+
 from __future__ import annotations
 
 import math
@@ -28,20 +29,43 @@ class MNISTTask:
     name = "mnist"
     has_accuracy = True
 
-    def __init__(self, train_images, train_labels, test_images, test_labels, hidden=100, rtol=1e-5, atol=1e-5,
-                 adjoint="discrete", batch_size=128, eval_batch_size=None, method="tsit5", data_note=""):
+    def __init__(
+        self,
+        train_images,
+        train_labels,
+        test_images,
+        test_labels,
+        hidden=100,
+        rtol=1e-5,
+        atol=1e-5,
+        adjoint="discrete",
+        batch_size=128,
+        eval_batch_size=None,
+        method="tsit5",
+        data_note="",
+    ):
         self.train_x, self.train_y, self.test_x, self.test_y = check_image_split(
-            train_images, train_labels, test_images, test_labels, batch_size)
+            train_images, train_labels, test_images, test_labels, batch_size
+        )
         self.dim = self.train_x.shape[1]
         self.hidden = int(hidden)
         self.batch_size = int(batch_size)
         self.eval_batch_size = int(eval_batch_size or batch_size)
         self.field = MLP((self.dim, self.hidden, self.dim), "tanh", time_input="all")
         self.node = NeuralODE(self.field, (0.0, 1.0), rtol, atol, method, adjoint)
-        self._config = dict(task="mnist", hidden=self.hidden, rtol=float(rtol), atol=float(atol), adjoint=adjoint,
-                            batch_size=self.batch_size, eval_batch_size=self.eval_batch_size, method=method,
-                            n_train=int(self.train_x.shape[0]), n_test=int(self.test_x.shape[0]),
-                            data_note=data_note)
+        self._config = dict(
+            task="mnist",
+            hidden=self.hidden,
+            rtol=float(rtol),
+            atol=float(atol),
+            adjoint=adjoint,
+            batch_size=self.batch_size,
+            eval_batch_size=self.eval_batch_size,
+            method=method,
+            n_train=int(self.train_x.shape[0]),
+            n_test=int(self.test_x.shape[0]),
+            data_note=data_note,
+        )
 
     def config(self) -> dict:
         return dict(self._config)
@@ -52,8 +76,8 @@ class MNISTTask:
 
     def _split_params(self, params):
         n_field = self.field.n_params
-        W = params[n_field:n_field + N_CLASSES * self.dim].reshape(N_CLASSES, self.dim)
-        return params[:n_field], W, params[n_field + N_CLASSES * self.dim:]
+        W = params[n_field : n_field + N_CLASSES * self.dim].reshape(N_CLASSES, self.dim)
+        return params[:n_field], W, params[n_field + N_CLASSES * self.dim :]
 
     def init_params(self, rng):
         """The field's initialisation (Glorot), a Glorot-uniform classifier and zero classifier biases."""
@@ -81,9 +105,17 @@ class MNISTTask:
         g_W[:] = grad_logits.T @ z1
         g_b[:] = grad_logits.sum(axis=0)
         _, g_field[:], nfe_backward = self.node.backward(fp, (grad_logits @ W).ravel(), lam)
-        return StepOutcome(loss=task_loss + lam * fp.reg_value, task_loss=task_loss, reg_value=fp.reg_value,
-                           accuracy=accuracy(logits, labels), grad=grad, nfe_forward=fp.sol.nfe, nfe_reg=fp.nfe_reg,
-                           nfe_backward=nfe_backward, t_reg=fp.t_reg)
+        return StepOutcome(
+            loss=task_loss + lam * fp.reg_value,
+            task_loss=task_loss,
+            reg_value=fp.reg_value,
+            accuracy=accuracy(logits, labels),
+            grad=grad,
+            nfe_forward=fp.sol.nfe,
+            nfe_reg=fp.nfe_reg,
+            nfe_backward=nfe_backward,
+            t_reg=fp.t_reg,
+        )
 
     def predict(self, params, images):
         """Logits of a batch with the plain solve; returns (logits, nfe)."""
@@ -94,7 +126,7 @@ class MNISTTask:
 
     def prediction_call(self, params):
         """A zero-argument callable predicting the first held-out batch (for interleaved timing)."""
-        xb = np.ascontiguousarray(self.test_x[:self.eval_batch_size])
+        xb = np.ascontiguousarray(self.test_x[: self.eval_batch_size])
         return lambda: self.predict(params, xb)
 
     def evaluate(self, params, split="test", max_batches=None) -> Evaluation:

@@ -21,8 +21,8 @@ default (``unbiased_state``; see :mod:`lrnde_np.models.nsde`).
 Test NFE: drift plus diffusion evaluations of the prediction solve (``stats["nfe"] + stats["nge"]``; the
 initial-step rule's probes included), per batch, averaged over batches.
 """
-from __future__ import annotations
 
+from __future__ import annotations
 
 import numpy as np
 
@@ -41,11 +41,27 @@ class MNISTSDETask:
     name = "mnist-sde"
     has_accuracy = True
 
-    def __init__(self, train_images, train_labels, test_images, test_labels, state_dim=32, hidden=64, rtol=0.14,
-                 atol=0.14, batch_size=64, eval_batch_size=None, method="sosri", eval_seed=EVAL_SEED, delta=None,
-                 unbiased_state="interpolate", data_note=""):
+    def __init__(
+        self,
+        train_images,
+        train_labels,
+        test_images,
+        test_labels,
+        state_dim=32,
+        hidden=64,
+        rtol=0.14,
+        atol=0.14,
+        batch_size=64,
+        eval_batch_size=None,
+        method="sosri",
+        eval_seed=EVAL_SEED,
+        delta=None,
+        unbiased_state="interpolate",
+        data_note="",
+    ):
         self.train_x, self.train_y, self.test_x, self.test_y = check_image_split(
-            train_images, train_labels, test_images, test_labels, batch_size)
+            train_images, train_labels, test_images, test_labels, batch_size
+        )
         for name, v in (("state_dim", state_dim), ("hidden", hidden)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
@@ -60,17 +76,29 @@ class MNISTSDETask:
         self.drift = MLP((self.state_dim, self.hidden, self.state_dim), "tanh")
         self.diffusion = MLP((self.state_dim, self.state_dim), [])
         self.classifier = MLP((self.state_dim, N_CLASSES), [])
-        self.nsde = NeuralSDE(self.drift, self.diffusion, (0.0, 1.0), rtol, atol, method, delta=delta,
-                              unbiased_state=unbiased_state)
+        self.nsde = NeuralSDE(
+            self.drift, self.diffusion, (0.0, 1.0), rtol, atol, method, delta=delta, unbiased_state=unbiased_state
+        )
         sizes = [self.encoder.n_params, self.nsde.n_params, self.classifier.n_params]
         self._offsets = np.cumsum([0] + sizes)
-        self._config = dict(task="mnist-sde", state_dim=self.state_dim, hidden=self.hidden, rtol=float(rtol),
-                            atol=float(atol), adjoint="discrete", batch_size=self.batch_size,
-                            eval_batch_size=self.eval_batch_size, method=method, noise="diagonal",
-                            eval_seed=self.eval_seed, delta=None if delta is None else float(delta),
-                            unbiased_state=unbiased_state,
-                            n_train=int(self.train_x.shape[0]), n_test=int(self.test_x.shape[0]),
-                            data_note=data_note)
+        self._config = dict(
+            task="mnist-sde",
+            state_dim=self.state_dim,
+            hidden=self.hidden,
+            rtol=float(rtol),
+            atol=float(atol),
+            adjoint="discrete",
+            batch_size=self.batch_size,
+            eval_batch_size=self.eval_batch_size,
+            method=method,
+            noise="diagonal",
+            eval_seed=self.eval_seed,
+            delta=None if delta is None else float(delta),
+            unbiased_state=unbiased_state,
+            n_train=int(self.train_x.shape[0]),
+            n_test=int(self.test_x.shape[0]),
+            data_note=data_note,
+        )
 
     def config(self) -> dict:
         return dict(self._config)
@@ -82,17 +110,18 @@ class MNISTSDETask:
     def split_params(self, params):
         """Views (encoder, nsde (drift + diffusion), classifier) of the parameter vector."""
         o = self._offsets
-        return params[o[0]:o[1]], params[o[1]:o[2]], params[o[2]:o[3]]
+        return params[o[0] : o[1]], params[o[1] : o[2]], params[o[2] : o[3]]
 
     def _dense(self, net, p):
-        (W, _, b), = net.unpack_params(p)
+        ((W, _, b),) = net.unpack_params(p)
         return W, b
 
     def init_params(self, rng):
         """Glorot-uniform weights and zero biases for every layer (Lux's Dense defaults)."""
         rng = check_generator(rng)
-        return np.concatenate([self.encoder.init_params(rng), self.nsde.init_params(rng),
-                               self.classifier.init_params(rng)])
+        return np.concatenate(
+            [self.encoder.init_params(rng), self.nsde.init_params(rng), self.classifier.init_params(rng)]
+        )
 
     def sample_batch(self, rng):
         idx = check_generator(rng).choice(self.train_x.shape[0], self.batch_size, replace=False)
@@ -101,7 +130,7 @@ class MNISTSDETask:
     @staticmethod
     def draw_noise(rng):
         """(Brownian seed of the main solve, Generator for the regularizer's draws) from one draw of ``rng``."""
-        seed = int(check_generator(rng).integers(0, 2 ** 63 - 1))
+        seed = int(check_generator(rng).integers(0, 2**63 - 1))
         return seed, np.random.default_rng([seed, 1])
 
     def forward_backward(self, params, images, labels, regularization: Regularization, lam, seed, reg_rng):
@@ -111,8 +140,9 @@ class MNISTSDETask:
         Wc, bc = self._dense(self.classifier, p_cls)
         images = np.ascontiguousarray(images, dtype=np.float64)
         z0 = images @ We.T + be
-        fp = self.nsde.forward(np.ascontiguousarray(z0).ravel(), np.ascontiguousarray(p_sde), regularization,
-                               reg_rng, seed)
+        fp = self.nsde.forward(
+            np.ascontiguousarray(z0).ravel(), np.ascontiguousarray(p_sde), regularization, reg_rng, seed
+        )
         z1 = fp.output.reshape(z0.shape)
         logits = z1 @ Wc.T + bc
         task_loss, grad_logits = softmax_cross_entropy(logits, labels)
@@ -126,9 +156,17 @@ class MNISTSDETask:
         g_z0 = g_z0.reshape(z0.shape)
         gWe[:] = g_z0.T @ images
         gbe[:] = g_z0.sum(axis=0)
-        out = StepOutcome(loss=task_loss + lam * fp.reg_value, task_loss=task_loss, reg_value=fp.reg_value,
-                          accuracy=accuracy(logits, labels), grad=grad, nfe_forward=fp.nfe_main,
-                          nfe_reg=fp.nfe_reg, nfe_backward=nfe_backward, t_reg=fp.t_reg)
+        out = StepOutcome(
+            loss=task_loss + lam * fp.reg_value,
+            task_loss=task_loss,
+            reg_value=fp.reg_value,
+            accuracy=accuracy(logits, labels),
+            grad=grad,
+            nfe_forward=fp.nfe_main,
+            nfe_reg=fp.nfe_reg,
+            nfe_backward=nfe_backward,
+            t_reg=fp.t_reg,
+        )
         return out, fp
 
     def step(self, params, batch, regularization: Regularization, lam, rng) -> StepOutcome:
@@ -144,18 +182,22 @@ class MNISTSDETask:
         Wc, bc = self._dense(self.classifier, p_cls)
         images = np.ascontiguousarray(images, dtype=np.float64)
         z0 = images @ We.T + be
-        sol = self.nsde.solve(np.ascontiguousarray(z0).ravel(), np.ascontiguousarray(p_sde),
-                              seed=self.eval_seed if seed is None else int(seed))
+        sol = self.nsde.solve(
+            np.ascontiguousarray(z0).ravel(),
+            np.ascontiguousarray(p_sde),
+            seed=self.eval_seed if seed is None else int(seed),
+        )
         return sol.x[-1].reshape(z0.shape) @ Wc.T + bc, sol.stats["nfe"] + sol.stats["nge"]
 
     def prediction_call(self, params):
         """A zero-argument callable predicting the first held-out batch with its fixed seed (for timing)."""
-        xb = np.ascontiguousarray(self.test_x[:self.eval_batch_size])
+        xb = np.ascontiguousarray(self.test_x[: self.eval_batch_size])
         return lambda: self.predict(params, xb, self.eval_seed)
 
     def evaluate(self, params, split="test", max_batches=None) -> Evaluation:
         """Loss, accuracy, mean NFE and median prediction time per batch (batch b solved with seed
         ``eval_seed + b``) over the held-out (or training) set."""
         x, y = (self.test_x, self.test_y) if split == "test" else (self.train_x, self.train_y)
-        return evaluate_classifier(lambda b, xb: self.predict(params, xb, self.eval_seed + b), x, y,
-                                   self.eval_batch_size, max_batches)
+        return evaluate_classifier(
+            lambda b, xb: self.predict(params, xb, self.eval_seed + b), x, y, self.eval_batch_size, max_batches
+        )

@@ -18,20 +18,29 @@ Regimes (``Regularization.kind``):
 The local regimes keep whichever adjoint was asked for on the main solve; their own gradient reaches the
 parameters through the one regularizing step (see :mod:`lrnde_np.regularize.local`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 
 from ..ode import solve_ode
 from ..ode.solve import Solution
-from ..regularize import (GlobalReg, LocalReg, biased_state, global_regularizer, local_regularizer, sample_biased,
-                          sample_unbiased)
+from ..regularize import (
+    GlobalReg,
+    LocalReg,
+    biased_state,
+    global_regularizer,
+    local_regularizer,
+    sample_biased,
+    sample_unbiased,
+)
 from ..regularize.global_heuristics import AGGREGATES, HEURISTICS
+from ..regularize.local import STIFFNESS_SCALINGS
 
 REGULARIZERS = ("none", "global", "local_unbiased", "local_biased")
+BIASED_SOURCES = ("steps", "saves")
 ADJOINTS = ("discrete", "interpolating", "backsolve")
 
 
@@ -50,6 +59,10 @@ class Regularization:
         (the paper does NOT; see ``regularize.local``).
     through_k1 : local only — differentiate the step's first stage k1 = f(t_reg, z; θ) with respect to θ
         (z still constant): the exact ∂R/∂θ.  The paper freezes k1 (see ``regularize.local_regularizer``).
+    biased_source : local_biased only — draw t_reg among the accepted step ends ("steps", default) or among the
+        solution's saved times ("saves", what the official code does; see ``regularize.sample_biased``).
+    stiffness_scaling : local only — "ratio" (‖Δk‖/‖ΔY‖, default) or "official" (the 2023 code's
+        rms ratio ÷ 3.5068 with +eps; see ``regularize.local.STIFFNESS_SCALINGS``).
     """
 
     kind: str = "none"
@@ -58,6 +71,8 @@ class Regularization:
     aggregate: str = "sum"
     through_state: bool = False
     through_k1: bool = False
+    biased_source: str = "steps"
+    stiffness_scaling: str = "ratio"
 
     def __post_init__(self):
         if self.kind not in REGULARIZERS:
@@ -68,6 +83,10 @@ class Regularization:
             raise ValueError(f"aggregate must be one of {AGGREGATES}, got {self.aggregate!r}")
         if (self.through_state or self.through_k1) and not self.kind.startswith("local"):
             raise ValueError("through_state and through_k1 apply to the local regularizers only")
+        if self.biased_source not in BIASED_SOURCES:
+            raise ValueError(f"biased_source must be one of {BIASED_SOURCES}, got {self.biased_source!r}")
+        if self.stiffness_scaling not in STIFFNESS_SCALINGS:
+            raise ValueError(f"stiffness_scaling must be one of {STIFFNESS_SCALINGS}, got {self.stiffness_scaling!r}")
 
     @property
     def is_local(self) -> bool:
@@ -79,14 +98,14 @@ class ForwardPass:
     """What the backward pass needs from one training forward pass."""
 
     sol: Solution
-    outputs: np.ndarray            # (n_outputs, n): the states at the requested output times
-    output_index: np.ndarray       # their rows in sol.y
+    outputs: np.ndarray  # (n_outputs, n): the states at the requested output times
+    output_index: np.ndarray  # their rows in sol.y
     regularization: Regularization
-    adjoint: str                   # the adjoint the backward pass will use
+    adjoint: str  # the adjoint the backward pass will use
     reg_value: float = 0.0
-    local: Optional[LocalReg] = None
-    global_reg: Optional[GlobalReg] = None
-    reg_save_index: int = -1       # row of z(t_reg) in sol.y (local regularizers), -1 if not a saved point
+    local: LocalReg | None = None
+    global_reg: GlobalReg | None = None
+    reg_save_index: int = -1  # row of z(t_reg) in sol.y (local regularizers), -1 if not a saved point
     t_reg: float = float("nan")
     nfe_reg: int = 0
 
@@ -103,8 +122,9 @@ class NeuralODE:
     ``adjoint`` is "discrete", "interpolating" or "backsolve" (the global regime always uses "discrete").
     """
 
-    def __init__(self, field, t_span=(0.0, 1.0), rtol=1e-3, atol=1e-6, method="tsit5", adjoint="discrete",
-                 max_steps=100_000):
+    def __init__(
+        self, field, t_span=(0.0, 1.0), rtol=1e-3, atol=1e-6, method="tsit5", adjoint="discrete", max_steps=100_000
+    ):
         if adjoint not in ADJOINTS:
             raise ValueError(f"adjoint must be one of {ADJOINTS}, got {adjoint!r}")
         t0, t1 = (float(v) for v in t_span)
@@ -122,8 +142,18 @@ class NeuralODE:
 
     def solve(self, z0, p, saveat=None, t_span=None, **options) -> Solution:
         """The unregularized solve (what prediction and the reported test NFE use)."""
-        sol = solve_ode(self.field.rhs, self.t_span if t_span is None else t_span, z0, p, method=self.method,
-                        rtol=self.rtol, atol=self.atol, saveat=saveat, max_steps=self.max_steps, **options)
+        sol = solve_ode(
+            self.field.rhs,
+            self.t_span if t_span is None else t_span,
+            z0,
+            p,
+            method=self.method,
+            rtol=self.rtol,
+            atol=self.atol,
+            saveat=saveat,
+            max_steps=self.max_steps,
+            **options,
+        )
         if not sol.success:
             raise SolveFailed(sol.message)
         return sol
@@ -155,26 +185,47 @@ class NeuralODE:
                 output_index = np.array([sol.t.size - 1])
             else:
                 if reg.through_state:
-                    raise ValueError("through_state with biased sampling needs a model whose only output is the "
-                                     "final state (the sampled step state must be a saved point)")
+                    raise ValueError(
+                        "through_state with biased sampling needs a model whose only output is the "
+                        "final state (the sampled step state must be a saved point)"
+                    )
                 sol = self.solve(z0, p, saveat=outputs_at, record_steps=True, record_states=True)
                 output_index = np.arange(outputs_at.size)
-            sample = sample_biased(sol, rng)
+            sample = sample_biased(sol, rng, source=reg.biased_source)
             t_reg, z_reg, reg_save_index = sample.t_reg, biased_state(sol, sample), sample.save_index
         else:
             sol = self.solve(z0, p, saveat=outputs_at, record_steps=True, record_states=record_states)
             output_index = np.arange(outputs_at.size)
             t_reg, reg_save_index = float("nan"), -1
 
-        fp = ForwardPass(sol=sol, outputs=sol.y[output_index], output_index=output_index, regularization=reg,
-                         adjoint=adjoint, t_reg=t_reg, reg_save_index=reg_save_index)
+        fp = ForwardPass(
+            sol=sol,
+            outputs=sol.y[output_index],
+            output_index=output_index,
+            regularization=reg,
+            adjoint=adjoint,
+            t_reg=t_reg,
+            reg_save_index=reg_save_index,
+        )
         if reg.kind == "global":
             fp.global_reg = global_regularizer(sol, reg.heuristic, reg.aggregate, reg.stiffness_weight)
             fp.reg_value = fp.global_reg.value
         elif reg.is_local:
-            fp.local = local_regularizer(self.field.rhs, self.field.vjp, t_reg, t1, z_reg, p, self.rtol, self.atol,
-                                         heuristic=reg.heuristic, stiffness_weight=reg.stiffness_weight,
-                                         through_state=reg.through_state, through_k1=reg.through_k1)
+            fp.local = local_regularizer(
+                self.field.rhs,
+                self.field.vjp,
+                t_reg,
+                t1,
+                z_reg,
+                p,
+                self.rtol,
+                self.atol,
+                heuristic=reg.heuristic,
+                stiffness_weight=reg.stiffness_weight,
+                through_state=reg.through_state,
+                through_k1=reg.through_k1,
+                stiffness_scaling=reg.stiffness_scaling,
+            )
             fp.reg_value = fp.local.value
             fp.nfe_reg = fp.local.nfe
         return fp
@@ -196,14 +247,22 @@ class NeuralODE:
         if fp.adjoint == "discrete":
             kwargs = {}
             if fp.global_reg is not None:
-                kwargs = dict(grad_error=lam * fp.global_reg.grad_error,
-                              grad_stiffness=lam * fp.global_reg.grad_stiffness)
+                kwargs = dict(
+                    grad_error=lam * fp.global_reg.grad_error, grad_stiffness=lam * fp.global_reg.grad_stiffness
+                )
             res = adj.discrete_adjoint(sol, f_vjp, grad_y=grad_y, **kwargs)
         elif fp.adjoint == "interpolating":
             res = adj.interpolating_adjoint(f_vjp, sol, grad_y, rtol=self.rtol, atol=self.atol)
         else:
-            res = adj.backsolve_adjoint(self.field.rhs, f_vjp, sol, grad_y, rtol=self.rtol, atol=self.atol,
-                                        f_value_vjp=getattr(self.field, "value_vjp", None))
+            res = adj.backsolve_adjoint(
+                self.field.rhs,
+                f_vjp,
+                sol,
+                grad_y,
+                rtol=self.rtol,
+                atol=self.atol,
+                f_value_vjp=getattr(self.field, "value_vjp", None),
+            )
         grad_p = np.array(res.grad_p, dtype=np.float64)
         if fp.local is not None:
             grad_p += lam * fp.local.grad_p

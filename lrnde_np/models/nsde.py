@@ -44,11 +44,11 @@ biased step, and the regularizing step's fresh noise.
 NFE: drift plus diffusion evaluations (``stats["nfe"] + stats["nge"]``), as the official code counts
 them (separate counters around the drift and the diffusion).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Optional
 
 import numpy as np
 from numba import njit
@@ -68,8 +68,12 @@ UNBIASED_STATES = ("interpolate", "saved")
 def _compile_wrappers(drift, diffusion):
     """(f, g, f_vjp, g_vjp) Numba functions on the combined vector, and the handles they call through."""
     k = int(drift.n_params)
-    handles = (as_compiled(drift.rhs, "rhs", "drift"), as_compiled(diffusion.rhs, "rhs", "diffusion"),
-               as_compiled(drift.vjp, "vjp", "drift"), as_compiled(diffusion.vjp, "vjp", "diffusion"))
+    handles = (
+        as_compiled(drift.rhs, "rhs", "drift"),
+        as_compiled(diffusion.rhs, "rhs", "diffusion"),
+        as_compiled(drift.vjp, "vjp", "drift"),
+        as_compiled(diffusion.vjp, "vjp", "diffusion"),
+    )
     fa0, fa1 = handles[0].addresses
     ga0, ga1 = handles[1].addresses
     fv0, fv1 = handles[2].addresses
@@ -121,15 +125,15 @@ class SDEForwardPass:
     """What the backward pass needs from one training forward pass."""
 
     sol: SDESolution
-    output: np.ndarray             # X(t1), flat
-    output_row: int                # its row in sol.x
+    output: np.ndarray  # X(t1), flat
+    output_row: int  # its row in sol.x
     regularization: Regularization
     seed: int
     reg_value: float = 0.0
-    local: Optional[SDELocalReg] = None
-    grad_E: Optional[np.ndarray] = None   # dR/dE_j of the global regularizer (per accepted step)
+    local: SDELocalReg | None = None
+    grad_E: np.ndarray | None = None  # dR/dE_j of the global regularizer (per accepted step)
     t_reg: float = float("nan")
-    reg_step: int = -1             # biased: index of the step whose start state is X(t_reg); unbiased: -1
+    reg_step: int = -1  # biased: index of the step whose start state is X(t_reg); unbiased: -1
     nfe_reg: int = 0
 
     @property
@@ -145,16 +149,28 @@ class NeuralSDE:
     the tableau's; StochasticDiffEq's old default was 1/6, see ``sde.regularize``).
     """
 
-    def __init__(self, drift, diffusion, t_span=(0.0, 1.0), rtol=0.14, atol=0.14, method="sosri", delta=None,
-                 max_steps=100_000, unbiased_state="interpolate"):
+    def __init__(
+        self,
+        drift,
+        diffusion,
+        t_span=(0.0, 1.0),
+        rtol=0.14,
+        atol=0.14,
+        method="sosri",
+        delta=None,
+        max_steps=100_000,
+        unbiased_state="interpolate",
+    ):
         for name, net in (("drift", drift), ("diffusion", diffusion)):
             if not all(hasattr(net, a) for a in ("rhs", "vjp", "n_params", "layout", "input_dim", "output_dim")):
                 raise TypeError(f"{name} must be an MLP, got {type(net).__name__}")
         if drift.input_dim != drift.output_dim:
             raise ValueError(f"drift must map the state to itself, got {drift.input_dim} → {drift.output_dim}")
         if (diffusion.input_dim, diffusion.output_dim) != (drift.input_dim, drift.input_dim):
-            raise ValueError(f"diffusion must map the {drift.input_dim}-dim state to {drift.input_dim} diagonal "
-                             f"entries, got {diffusion.input_dim} → {diffusion.output_dim}")
+            raise ValueError(
+                f"diffusion must map the {drift.input_dim}-dim state to {drift.input_dim} diagonal "
+                f"entries, got {diffusion.input_dim} → {diffusion.output_dim}"
+            )
         if unbiased_state not in UNBIASED_STATES:
             raise ValueError(f"unbiased_state must be one of {UNBIASED_STATES}, got {unbiased_state!r}")
         self.unbiased_state = unbiased_state
@@ -181,16 +197,27 @@ class NeuralSDE:
 
     def split_params(self, p):
         """Views (drift part, diffusion part) of the combined vector."""
-        return p[:self.n_drift], p[self.n_drift:]
+        return p[: self.n_drift], p[self.n_drift :]
 
     # -- plain solves (prediction, test NFE) -----------------------------------------------------------
 
     def solve(self, x0, p, seed=None, saveat=None, record_steps=False, path=None) -> SDESolution:
         """The unregularized solve with Brownian seed ``seed`` (or on a recorded ``path``)."""
-        sol = solve_sde(self.f, self.g, self.t_span, x0, p, method=self.method, rtol=self.rtol, atol=self.atol,
-                        saveat=np.array([self.t_span[1]]) if saveat is None else saveat,
-                        seed=None if path is not None else seed, record_steps=record_steps, path=path,
-                        max_steps=self.max_steps)
+        sol = solve_sde(
+            self.f,
+            self.g,
+            self.t_span,
+            x0,
+            p,
+            method=self.method,
+            rtol=self.rtol,
+            atol=self.atol,
+            saveat=np.array([self.t_span[1]]) if saveat is None else saveat,
+            seed=None if path is not None else seed,
+            record_steps=record_steps,
+            path=path,
+            max_steps=self.max_steps,
+        )
         if not sol.success:
             raise SolveFailed(sol.message)
         return sol
@@ -204,11 +231,11 @@ class NeuralSDE:
         """
         reg = regularization
         if reg.heuristic != "error":
-            raise ValueError(f"regularization: neural SDEs support the 'error' heuristic only, got "
-                             f"{reg.heuristic!r}")
+            raise ValueError(f"regularization: neural SDEs support the 'error' heuristic only, got {reg.heuristic!r}")
         if reg.through_state:
-            raise ValueError("regularization: through_state is not supported for neural SDEs (the paper holds "
-                             "X(t_reg) constant)")
+            raise ValueError(
+                "regularization: through_state is not supported for neural SDEs (the paper holds X(t_reg) constant)"
+            )
         if seed is None or isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer (the Brownian path's seed), got {seed!r}")
         if reg.is_local and not isinstance(rng, np.random.Generator):
@@ -232,18 +259,40 @@ class NeuralSDE:
                 reg_step = 1 + int(rng.integers(n_steps - 1)) if n_steps > 1 else 0
                 t_reg = float(sol.steps.t[reg_step]) if n_steps else t0
                 x_reg = sol.steps.x[reg_step]
-        fp = SDEForwardPass(sol=sol, output=sol.x[out_row], output_row=out_row, regularization=reg,
-                            seed=int(seed), t_reg=t_reg, reg_step=reg_step)
+        fp = SDEForwardPass(
+            sol=sol,
+            output=sol.x[out_row],
+            output_row=out_row,
+            regularization=reg,
+            seed=int(seed),
+            t_reg=t_reg,
+            reg_step=reg_step,
+        )
         if reg.kind == "global":
             st = sol.steps
-            shim = SimpleNamespace(steps=SimpleNamespace(dt=st.dt, error_estimate=st.error_estimate,
-                                                         stiffness_estimate=np.zeros_like(st.dt)))
+            shim = SimpleNamespace(
+                steps=SimpleNamespace(
+                    dt=st.dt, error_estimate=st.error_estimate, stiffness_estimate=np.zeros_like(st.dt)
+                )
+            )
             gr = global_regularizer(shim, "error", reg.aggregate)
             fp.reg_value, fp.grad_E = gr.value, gr.grad_error
         elif reg.is_local:
-            fp.local = sde_local_regularizer(self.f, self.g, self.f_vjp, self.g_vjp, t_reg, t1, x_reg, p, rng,
-                                             rtol=self.rtol, atol=self.atol, method=self.method,
-                                             delta=self.delta)
+            fp.local = sde_local_regularizer(
+                self.f,
+                self.g,
+                self.f_vjp,
+                self.g_vjp,
+                t_reg,
+                t1,
+                x_reg,
+                p,
+                rng,
+                rtol=self.rtol,
+                atol=self.atol,
+                method=self.method,
+                delta=self.delta,
+            )
             fp.reg_value = fp.local.value
             fp.nfe_reg = fp.local.nfe + fp.local.nge
         return fp

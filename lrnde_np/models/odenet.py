@@ -20,6 +20,7 @@ and differ only in the feature map, built from one block architecture ``f(t, h; 
 Parameter vector: W_in (dim × 784, row-major), b_in, the block parameters (L blocks for the ResNet, one for the
 ODE models), W_out (10 × dim), b_out.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,15 +42,27 @@ class SolveFailedError(RuntimeError):
 class Table1Model:
     """One of Chen's three Table 1 models (see the module docstring)."""
 
-    def __init__(self, kind, dim=32, hidden=64, n_blocks=6, input_dim=784, rtol=1e-3, atol=1e-3, method="tsit5",
-                 fixed_steps=None, backsolve_tol=None):
+    def __init__(
+        self,
+        kind,
+        dim=32,
+        hidden=64,
+        n_blocks=6,
+        input_dim=784,
+        rtol=1e-3,
+        atol=1e-3,
+        method="tsit5",
+        fixed_steps=None,
+        backsolve_tol=None,
+    ):
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         for name, v in (("dim", dim), ("hidden", hidden), ("n_blocks", n_blocks), ("input_dim", input_dim)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        if fixed_steps is not None and (isinstance(fixed_steps, bool) or not isinstance(fixed_steps, (int, np.integer))
-                                        or fixed_steps <= 0):
+        if fixed_steps is not None and (
+            isinstance(fixed_steps, bool) or not isinstance(fixed_steps, (int, np.integer)) or fixed_steps <= 0
+        ):
             raise ValueError(f"fixed_steps must be a positive integer or None, got {fixed_steps!r}")
         self.kind = kind
         self.dim, self.hidden, self.input_dim = int(dim), int(hidden), int(input_dim)
@@ -73,12 +86,12 @@ class Table1Model:
         if params.shape != (self.n_params,):
             raise ValueError(f"params must have shape ({self.n_params},), got {params.shape}")
         o = self._offsets
-        W_in = params[o[0]:o[1]].reshape(self.dim, self.input_dim)
-        b_in = params[o[1]:o[2]]
-        blocks = [params[o[2 + i]:o[3 + i]] for i in range(self.n_blocks)]
+        W_in = params[o[0] : o[1]].reshape(self.dim, self.input_dim)
+        b_in = params[o[1] : o[2]]
+        blocks = [params[o[2 + i] : o[3 + i]] for i in range(self.n_blocks)]
         k = 2 + self.n_blocks
-        W_out = params[o[k]:o[k + 1]].reshape(N_CLASSES, self.dim)
-        b_out = params[o[k + 1]:o[k + 2]]
+        W_out = params[o[k] : o[k + 1]].reshape(N_CLASSES, self.dim)
+        b_out = params[o[k + 1] : o[k + 2]]
         return W_in, b_in, blocks, W_out, b_out
 
     def init_params(self, rng):
@@ -102,11 +115,13 @@ class Table1Model:
         kw = {"saveat": np.array([1.0]), "record_states": record}
         if self.fixed_steps is not None:
             method = "rk4" if self.method in ("tsit5", "dp5", "bs3") else self.method
-            sol = solve_ode(self.block.rhs, (0.0, 1.0), h0, theta, method=method, adaptive=False,
-                            dt=1.0 / self.fixed_steps, **kw)
+            sol = solve_ode(
+                self.block.rhs, (0.0, 1.0), h0, theta, method=method, adaptive=False, dt=1.0 / self.fixed_steps, **kw
+            )
         else:
-            sol = solve_ode(self.block.rhs, (0.0, 1.0), h0, theta, method=self.method, rtol=self.rtol,
-                            atol=self.atol, **kw)
+            sol = solve_ode(
+                self.block.rhs, (0.0, 1.0), h0, theta, method=self.method, rtol=self.rtol, atol=self.atol, **kw
+            )
         if not sol.success:
             raise SolveFailedError(sol.message)
         self.last_nfe = sol.nfe
@@ -140,7 +155,7 @@ class Table1Model:
         h0 = np.tanh(x @ W_in.T + b_in)
         h = h0.ravel()
         if self.kind == "resnet":
-            inputs = []                       # the stored activations: O(L) memory
+            inputs = []  # the stored activations: O(L) memory
             out = np.empty_like(h)
             for i, theta in enumerate(blocks):
                 inputs.append(h)
@@ -155,7 +170,7 @@ class Table1Model:
         loss, g_logits = softmax_cross_entropy(logits, labels)
         gW_out[:] = g_logits.T @ h1
         gb_out[:] = g_logits.sum(axis=0)
-        a = (g_logits @ W_out).ravel()        # dL/dh1
+        a = (g_logits @ W_out).ravel()  # dL/dh1
         if self.kind == "resnet":
             a_y = np.empty_like(a)
             for i in range(self.n_blocks - 1, -1, -1):
@@ -166,8 +181,16 @@ class Table1Model:
             a, gblocks[0][:] = res.grad_y0, res.grad_p
         else:
             tol = self.backsolve_tol or (self.rtol, self.atol)
-            res = backsolve_adjoint(self.block.rhs, self.block.vjp, sol, a[None, :], rtol=tol[0], atol=tol[1],
-                                    method="tsit5", f_value_vjp=self.block.value_vjp)
+            res = backsolve_adjoint(
+                self.block.rhs,
+                self.block.vjp,
+                sol,
+                a[None, :],
+                rtol=tol[0],
+                atol=tol[1],
+                method="tsit5",
+                f_value_vjp=self.block.value_vjp,
+            )
             a, gblocks[0][:] = res.grad_y0, res.grad_p
         g_z = a.reshape(batch, self.dim) * (1.0 - h0 * h0)
         gW_in[:] = g_z.T @ x
@@ -175,6 +198,14 @@ class Table1Model:
         return loss, grad
 
     def config(self):
-        return {"kind": self.kind, "dim": self.dim, "hidden": self.hidden, "n_blocks": self.n_blocks,
-                "rtol": self.rtol, "atol": self.atol, "method": self.method, "fixed_steps": self.fixed_steps,
-                "n_params": self.n_params}
+        return {
+            "kind": self.kind,
+            "dim": self.dim,
+            "hidden": self.hidden,
+            "n_blocks": self.n_blocks,
+            "rtol": self.rtol,
+            "atol": self.atol,
+            "method": self.method,
+            "fixed_steps": self.fixed_steps,
+            "n_params": self.n_params,
+        }

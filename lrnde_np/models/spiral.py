@@ -15,6 +15,7 @@ batched solve, whose MSE, NFE and wall time are the test loss, test NFE and pred
 equally well trained models — the horizon is far beyond the training one — so it makes a poor table
 entry.)
 """
+
 from __future__ import annotations
 
 import time
@@ -33,13 +34,31 @@ class SpiralTask:
     name = "spiral"
     has_accuracy = False
 
-    def __init__(self, hidden=50, rtol=1e-6, atol=1e-8, adjoint="discrete", batch_size=20, batch_time=10,
-                 n_points=1000, t_end=25.0, method="tsit5", eval_time=None, eval_stride=5):
-        if isinstance(batch_time, bool) or not isinstance(batch_time, (int, np.integer)) or not \
-                2 <= batch_time < n_points:
+    def __init__(
+        self,
+        hidden=50,
+        rtol=1e-6,
+        atol=1e-8,
+        adjoint="discrete",
+        batch_size=20,
+        batch_time=10,
+        n_points=1000,
+        t_end=25.0,
+        method="tsit5",
+        eval_time=None,
+        eval_stride=5,
+    ):
+        if (
+            isinstance(batch_time, bool)
+            or not isinstance(batch_time, (int, np.integer))
+            or not 2 <= batch_time < n_points
+        ):
             raise ValueError(f"batch_time must be an integer in 2…{n_points - 1}, got {batch_time!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or not \
-                1 <= batch_size <= n_points - batch_time:
+        if (
+            isinstance(batch_size, bool)
+            or not isinstance(batch_size, (int, np.integer))
+            or not 1 <= batch_size <= n_points - batch_time
+        ):
             raise ValueError(f"batch_size must be an integer in 1…{n_points - batch_time}, got {batch_size!r}")
         self.hidden, self.batch_size, self.batch_time = int(hidden), int(batch_size), int(batch_time)
         self.data = spiral_data(n_points, t_end)
@@ -53,10 +72,20 @@ class SpiralTask:
             raise ValueError(f"eval_stride must be a positive integer, got {eval_stride!r}")
         self.eval_starts = np.arange(0, n_points - self.eval_time + 1, int(eval_stride))
         self.eval_t = self.data.t[: self.eval_time]
-        self._config = dict(task="spiral", hidden=self.hidden, rtol=float(rtol), atol=float(atol), adjoint=adjoint,
-                            batch_size=self.batch_size, batch_time=self.batch_time, n_points=int(n_points),
-                            t_end=float(t_end), method=method, eval_time=self.eval_time,
-                            eval_stride=int(eval_stride))
+        self._config = dict(
+            task="spiral",
+            hidden=self.hidden,
+            rtol=float(rtol),
+            atol=float(atol),
+            adjoint=adjoint,
+            batch_size=self.batch_size,
+            batch_time=self.batch_time,
+            n_points=int(n_points),
+            t_end=float(t_end),
+            method=method,
+            eval_time=self.eval_time,
+            eval_stride=int(eval_stride),
+        )
 
     def config(self) -> dict:
         return dict(self._config)
@@ -81,9 +110,17 @@ class SpiralTask:
         fp = self.node.forward(np.ascontiguousarray(y0).ravel(), params, regularization, rng, saveat=self.batch_t)
         task_loss, grad_out = mse_loss(fp.outputs, targets.reshape(self.batch_time, -1))
         _, grad, nfe_backward = self.node.backward(fp, grad_out, lam)
-        return StepOutcome(loss=task_loss + lam * fp.reg_value, task_loss=task_loss, reg_value=fp.reg_value,
-                           accuracy=float("nan"), grad=grad, nfe_forward=fp.sol.nfe, nfe_reg=fp.nfe_reg,
-                           nfe_backward=nfe_backward, t_reg=fp.t_reg)
+        return StepOutcome(
+            loss=task_loss + lam * fp.reg_value,
+            task_loss=task_loss,
+            reg_value=fp.reg_value,
+            accuracy=float("nan"),
+            grad=grad,
+            nfe_forward=fp.sol.nfe,
+            nfe_reg=fp.nfe_reg,
+            nfe_backward=nfe_backward,
+            t_reg=fp.t_reg,
+        )
 
     def predict(self, params, y0, t):
         """Trajectories from the (B, 2) starts ``y0`` at the times ``t`` (t[0] the start); returns
@@ -113,5 +150,10 @@ class SpiralTask:
             pred, nfe = self.predict(params, y0, self.eval_t)
             times.append(time.perf_counter() - start)
         test_loss, _ = mse_loss(pred, targets)
-        return Evaluation(test_loss=test_loss, test_accuracy=float("nan"), test_nfe=float(nfe),
-                          prediction_time=float(np.median(times)), n_batches=1)
+        return Evaluation(
+            test_loss=test_loss,
+            test_accuracy=float("nan"),
+            test_nfe=float(nfe),
+            prediction_time=float(np.median(times)),
+            n_batches=1,
+        )

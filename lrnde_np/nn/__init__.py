@@ -1,4 +1,5 @@
 """Neural-network building blocks: MLP right-hand sides with exact VJP/JVP, losses, Adam."""
+
 from .losses import accuracy, mse_loss, softmax_cross_entropy, sum_squares_loss
 from .mlp import ACTIVATIONS, MLP
 from .optim import Adam

@@ -1,4 +1,5 @@
 """Losses returning ``(loss, gradient w.r.t. the prediction)``, and classification accuracy."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -38,8 +39,9 @@ def _logits_and_labels(logits, labels):
     if not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"labels: expected integer class indices, got dtype {labels.dtype}")
     if labels.min() < 0 or labels.max() >= logits.shape[1]:
-        raise ValueError(f"labels: class indices must lie in [0, {logits.shape[1]}), got "
-                         f"[{labels.min()}, {labels.max()}]")
+        raise ValueError(
+            f"labels: class indices must lie in [0, {logits.shape[1]}), got [{labels.min()}, {labels.max()}]"
+        )
     return logits, labels
 
 

@@ -21,6 +21,7 @@ kept apart so that ``W`` stays contiguous for BLAS.
 A state is a flat minibatch: ``len(y) == batch * widths[0]`` with the batch size inferred at run time, each
 sample's features contiguous.
 """
+
 from __future__ import annotations
 
 import math
@@ -44,8 +45,8 @@ INPUT_TRANSFORMS = {"none": NO_TRANSFORM, "cube": CUBE}
 # 2→50 on a batch) and ~16k (square layers on a few samples).
 BLAS_MIN_MACS = 4096
 
-_HEADER = 2       # layout entries before the per-layer records
-_PER_LAYER = 4    # n_in, n_out, activation, takes_time
+_HEADER = 2  # layout entries before the per-layer records
+_PER_LAYER = 4  # n_in, n_out, activation, takes_time
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -204,7 +205,7 @@ def _add_shift(z, w_t, b, t):
     """z[s] += w_t t + b for every sample s (w_t empty unless the layer takes t)."""
     n_out = b.size
     for s in range(z.size // n_out):
-        zs = z[s * n_out:(s + 1) * n_out]
+        zs = z[s * n_out : (s + 1) * n_out]
         for o in range(n_out):
             zs[o] += b[o]
         for o in range(w_t.size):
@@ -226,7 +227,7 @@ def _layer_blocks(p, w_off, n_in, n_out, takes_time):
     """Views (W, w_t, b) of one layer's parameters starting at w_off (w_t empty unless it takes t)."""
     t_off = w_off + n_out * n_in
     b_off = t_off + n_out * takes_time
-    return p[w_off:t_off], p[t_off:b_off], p[b_off:b_off + n_out]
+    return p[w_off:t_off], p[t_off:b_off], p[b_off : b_off + n_out]
 
 
 @njit(cache=True)
@@ -289,8 +290,8 @@ def _forward_pass(layout, t, y, p, batch, work):
         n_in, n_out, act, takes_time = _layer_record(layout, layer)
         W, w_t, b = _layer_blocks(p, w_off, n_in, n_out, takes_time)
         n_z = batch * n_out
-        z = work[pos:pos + n_z]
-        a = work[pos + n_z:pos + 2 * n_z]
+        z = work[pos : pos + n_z]
+        a = work[pos + n_z : pos + 2 * n_z]
         _rows_times_wt(W, x, z, n_in, n_out)
         _add_shift(z, w_t, b, t)
         _activate(act, z, a)
@@ -308,7 +309,7 @@ def mlp_rhs(layout, t, y, p, out):
     size = _forward_size(layout, batch)
     work = np.empty(size)
     _forward_pass(layout, t, y, p, batch, work)
-    out[:] = work[size - out.size:]
+    out[:] = work[size - out.size :]
 
 
 @njit(cache=True)
@@ -328,23 +329,23 @@ def mlp_value_vjp(layout, t, y, p, a, out_f, out_y, out_p):
     work = np.empty(fwd + batch * _max_width(layout))
     _forward_pass(layout, t, y, p, batch, work)
     if out_f.size != 0:
-        out_f[:] = work[fwd - out_f.size:fwd]
-    g_buf = work[fwd:]                # cotangent of the current layer's output
-    g_buf[:a.size] = a
-    end = fwd                         # where the current layer's workspace blocks end
+        out_f[:] = work[fwd - out_f.size : fwd]
+    g_buf = work[fwd:]  # cotangent of the current layer's output
+    g_buf[: a.size] = a
+    end = fwd  # where the current layer's workspace blocks end
     w_end = _n_params(layout)
     for layer in range(layout[0] - 1, -1, -1):
         n_in, n_out, act, takes_time = _layer_record(layout, layer)
         n_z = batch * n_out
-        z = work[end - 2 * n_z:end - n_z]
-        x = work[end - 2 * n_z - batch * n_in:end - 2 * n_z]
+        z = work[end - 2 * n_z : end - n_z]
+        x = work[end - 2 * n_z - batch * n_in : end - 2 * n_z]
         w_off = w_end - n_out * (n_in + takes_time + 1)
         W, _, _ = _layer_blocks(p, w_off, n_in, n_out, takes_time)
         gW, gw_t, gb = _layer_blocks(out_p, w_off, n_in, n_out, takes_time)
         # The pre-activations are not needed again: the cotangent of z takes their place.
-        _times_slope(act, z, work[end - n_z:end], g_buf[:n_z], z)
+        _times_slope(act, z, work[end - n_z : end], g_buf[:n_z], z)
         _layer_param_grads(z, x, t, gW, gw_t, gb, n_in, n_out)
-        _rows_times_w(W, z, g_buf[:batch * n_in] if layer > 0 else out_y, n_in, n_out)
+        _rows_times_w(W, z, g_buf[: batch * n_in] if layer > 0 else out_y, n_in, n_out)
         end -= 2 * n_z
         w_end = w_off
     if layout[1] == CUBE:
@@ -370,13 +371,13 @@ def mlp_jvp(layout, t, y, p, v, out):
     width = batch * _max_width(layout)
     work = np.empty(fwd + 2 * width)
     _forward_pass(layout, t, y, p, batch, work)
-    tangent_in = work[fwd:fwd + width]
-    tangent_out = work[fwd + width:]
+    tangent_in = work[fwd : fwd + width]
+    tangent_out = work[fwd + width :]
     if layout[1] == CUBE:
         for k in range(v.size):
             tangent_in[k] = 3.0 * y[k] * y[k] * v[k]
     else:
-        tangent_in[:v.size] = v
+        tangent_in[: v.size] = v
     pos = batch * layout[_HEADER]
     w_off = 0
     for layer in range(layout[0]):
@@ -384,12 +385,12 @@ def mlp_jvp(layout, t, y, p, v, out):
         W, _, _ = _layer_blocks(p, w_off, n_in, n_out, takes_time)
         n_z = batch * n_out
         dz = tangent_out[:n_z]
-        _rows_times_wt(W, tangent_in[:batch * n_in], dz, n_in, n_out)
-        _times_slope(act, work[pos:pos + n_z], work[pos + n_z:pos + 2 * n_z], dz, dz)
+        _rows_times_wt(W, tangent_in[: batch * n_in], dz, n_in, n_out)
+        _times_slope(act, work[pos : pos + n_z], work[pos + n_z : pos + 2 * n_z], dz, dz)
         tangent_in, tangent_out = tangent_out, tangent_in
         pos += 2 * n_z
         w_off += n_out * (n_in + takes_time + 1)
-    out[:] = tangent_in[:out.size]
+    out[:] = tangent_in[: out.size]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -421,21 +422,28 @@ def _compile_entry_point(kind, layout):
     kernel_from = _kernel_from[kind]
     frozen = layout.copy()
     if kind == "rhs":
+
         def rhs(t, y, p, out):
             kernel_from(c_addr, jit_addr)(frozen, t, y, p, out)
+
         return njit(RHS_SIG)(rhs)
     if kind == "vjp":
+
         def vjp(t, y, p, a, out_y, out_p):
             kernel_from(c_addr, jit_addr)(frozen, t, y, p, a, out_y, out_p)
+
         return njit(VJP_SIG)(vjp)
 
     if kind == "value_vjp":
+
         def value_vjp(t, y, p, a, out_f, out_y, out_p):
             kernel_from(c_addr, jit_addr)(frozen, t, y, p, a, out_f, out_y, out_p)
+
         return njit(VALUE_VJP_SIG)(value_vjp)
 
     def jvp(t, y, p, v, out):
         kernel_from(c_addr, jit_addr)(frozen, t, y, p, v, out)
+
     return njit(JVP_SIG)(jvp)
 
 
@@ -504,8 +512,7 @@ class MLP:
             try:
                 activations = tuple(activations)
             except TypeError:
-                raise ValueError(f"activations: expected a name or a sequence of names, got {activations!r}") \
-                    from None
+                raise ValueError(f"activations: expected a name or a sequence of names, got {activations!r}") from None
             if len(activations) != n_hidden:
                 raise ValueError(f"activations: {len(activations)} names given for {n_hidden} hidden layers")
         for name in activations:
@@ -526,19 +533,26 @@ class MLP:
         self.layer_activations = activations + (final_activation or "identity",)
         #: Whether each layer takes t as an extra input.
         self.layer_takes_time = tuple(
-            time_input == "all" or (time_input == "first" and layer == 0) for layer in range(len(widths) - 1))
+            time_input == "all" or (time_input == "first" and layer == 0) for layer in range(len(widths) - 1)
+        )
         layout = [len(widths) - 1, INPUT_TRANSFORMS[input_transform]]
         for layer in range(len(widths) - 1):
-            layout += [widths[layer], widths[layer + 1], ACTIVATIONS[self.layer_activations[layer]],
-                       int(self.layer_takes_time[layer])]
+            layout += [
+                widths[layer],
+                widths[layer + 1],
+                ACTIVATIONS[self.layer_activations[layer]],
+                int(self.layer_takes_time[layer]),
+            ]
         # Read-only like the constant the entry points freeze, so that both share one kernel specialisation.
         self.layout = np.array(layout, dtype=np.int64)
         self.layout.flags.writeable = False
         self._n_params = int(_n_params(self.layout))
 
     def __repr__(self):
-        return (f"MLP(widths={self.widths}, activations={self.activations}, time_input={self.time_input!r}, "
-                f"input_transform={self.input_transform!r}, final_activation={self.final_activation!r})")
+        return (
+            f"MLP(widths={self.widths}, activations={self.activations}, time_input={self.time_input!r}, "
+            f"input_transform={self.input_transform!r}, final_activation={self.final_activation!r})"
+        )
 
     @property
     def input_dim(self) -> int:
@@ -591,13 +605,13 @@ class MLP:
         offset = 0
         for layer in range(self.n_layers):
             n_in, n_out = self.widths[layer], self.widths[layer + 1]
-            W = p[offset:offset + n_out * n_in].reshape((n_out, n_in))
+            W = p[offset : offset + n_out * n_in].reshape((n_out, n_in))
             offset += n_out * n_in
             w_t = None
             if self.layer_takes_time[layer]:
-                w_t = p[offset:offset + n_out]
+                w_t = p[offset : offset + n_out]
                 offset += n_out
-            b = p[offset:offset + n_out]
+            b = p[offset : offset + n_out]
             offset += n_out
             layers.append((W, w_t, b))
         return layers
@@ -638,8 +652,9 @@ class MLP:
             return _kernel_vector(y), y.shape[0]
         if y.ndim == 1 and y.size % dim == 0:
             return _kernel_vector(y), y.size // dim
-        raise ValueError(f"{argname}: expected a flat batch of {dim}-feature samples or a (batch, {dim}) array, "
-                         f"got shape {y.shape}")
+        raise ValueError(
+            f"{argname}: expected a flat batch of {dim}-feature samples or a (batch, {dim}) array, got shape {y.shape}"
+        )
 
     def _prepare(self, y, p):
         y_flat, batch = self._flat_batch(y, "y", self.input_dim)

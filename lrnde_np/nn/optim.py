@@ -1,4 +1,5 @@
 """Adam (Kingma & Ba 2015) on flat parameter vectors."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -55,15 +56,18 @@ class Adam:
         self.m += (1.0 - self.beta1) * grad
         self.v *= self.beta2
         self.v += (1.0 - self.beta2) * grad * grad
-        m_hat = self.m / (1.0 - self.beta1 ** self.step_count)
-        v_hat = self.v / (1.0 - self.beta2 ** self.step_count)
+        m_hat = self.m / (1.0 - self.beta1**self.step_count)
+        v_hat = self.v / (1.0 - self.beta2**self.step_count)
         params -= self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
 
     def state_dict(self):
         """Hyperparameters, step count and copies of the moments (empty arrays before the first step)."""
         empty = np.zeros(0)
         return {
-            "lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps,
+            "lr": self.lr,
+            "beta1": self.beta1,
+            "beta2": self.beta2,
+            "eps": self.eps,
             "step_count": self.step_count,
             "m": empty if self.m is None else self.m.copy(),
             "v": empty if self.v is None else self.v.copy(),

@@ -31,6 +31,7 @@ The official Julia code updates *both* halves from the new std half (``new_y_mea
 The VJPs are exact; ``tests/test_rnn.py`` checks them against autograd on independent NumPy twins and against
 central finite differences.
 """
+
 from __future__ import annotations
 
 import math
@@ -66,7 +67,7 @@ class _Cell:
     input_dim: int
     state_dim: int
     mask_columns = None
-    _blocks: tuple = ()          # ((name, shape), ...) in parameter order
+    _blocks: tuple = ()  # ((name, shape), ...) in parameter order
 
     def _set_mask_columns(self, mask_columns):
         if mask_columns is None:
@@ -77,8 +78,9 @@ class _Cell:
         except (TypeError, ValueError):
             raise ValueError(f"mask_columns: expected (start, stop) or None, got {mask_columns!r}") from None
         if not 0 <= start < stop <= self.input_dim:
-            raise ValueError(f"mask_columns: ({start}, {stop}) is not a non-empty block of the {self.input_dim} "
-                             f"input columns")
+            raise ValueError(
+                f"mask_columns: ({start}, {stop}) is not a non-empty block of the {self.input_dim} input columns"
+            )
         self.mask_columns = (start, stop)
 
     @property
@@ -92,7 +94,7 @@ class _Cell:
         out, offset = {}, 0
         for name, shape in self._blocks:
             size = math.prod(shape)
-            out[name] = p[offset:offset + size].reshape(shape)
+            out[name] = p[offset : offset + size].reshape(shape)
             offset += size
         return out
 
@@ -152,8 +154,8 @@ class RNNCell(_Cell):
         g = f * h_bar * (1.0 - a * a)
         c_bar = g @ P["W"]
         p_bar = np.concatenate([(g.T @ c).ravel(), g.sum(axis=0)])
-        x_bar = c_bar[:, :self.input_dim]
-        hp_bar = c_bar[:, self.input_dim:] + (1.0 - f) * h_bar
+        x_bar = c_bar[:, : self.input_dim]
+        hp_bar = c_bar[:, self.input_dim :] + (1.0 - f) * h_bar
         return x_bar, hp_bar, p_bar
 
 
@@ -167,14 +169,27 @@ class LatentGRUCell(_Cell):
         self.state_dim = 2 * self.latent
         n_c = self.state_dim + self.input_dim
         H, L = self.hidden, self.latent
-        self._blocks = (("U1", (H, n_c)), ("bu1", (H,)), ("U2", (L, H)), ("bu2", (L,)),
-                        ("R1", (H, n_c)), ("br1", (H,)), ("R2", (L, H)), ("br2", (L,)),
-                        ("N1", (H, n_c)), ("bn1", (H,)), ("N2", (2 * L, H)), ("bn2", (2 * L,)))
+        self._blocks = (
+            ("U1", (H, n_c)),
+            ("bu1", (H,)),
+            ("U2", (L, H)),
+            ("bu2", (L,)),
+            ("R1", (H, n_c)),
+            ("br1", (H,)),
+            ("R2", (L, H)),
+            ("br2", (L,)),
+            ("N1", (H, n_c)),
+            ("bn1", (H,)),
+            ("N2", (2 * L, H)),
+            ("bn2", (2 * L,)),
+        )
         self._set_mask_columns(mask_columns)
 
     def __repr__(self):
-        return (f"LatentGRUCell(input_dim={self.input_dim}, hidden={self.hidden}, latent={self.latent}, "
-                f"mask_columns={self.mask_columns})")
+        return (
+            f"LatentGRUCell(input_dim={self.input_dim}, hidden={self.hidden}, latent={self.latent}, "
+            f"mask_columns={self.mask_columns})"
+        )
 
     def forward(self, x, h, p):
         x, h, P = self._check(x, h, p)
@@ -209,20 +224,22 @@ class LatentGRUCell(_Cell):
         grads["N1"], grads["bn1"] = z.T @ c2, z.sum(axis=0)
         c2_bar = z @ P["N1"]
         hp_bar[:, :L] += c2_bar[:, :L] * r
-        hp_bar[:, L:] += c2_bar[:, L:2 * L] * r
-        r_bar = c2_bar[:, :L] * h[:, :L] + c2_bar[:, L:2 * L] * h[:, L:]
-        x_bar = c2_bar[:, 2 * L:].copy()
+        hp_bar[:, L:] += c2_bar[:, L : 2 * L] * r
+        r_bar = c2_bar[:, :L] * h[:, :L] + c2_bar[:, L : 2 * L] * h[:, L:]
+        x_bar = c2_bar[:, 2 * L :].copy()
         c_bar = np.zeros_like(c)
-        for gate, gate_bar, a, W1, b1, W2, b2 in (("r", r_bar, a_r, "R1", "br1", "R2", "br2"),
-                                                  ("u", u_bar, a_u, "U1", "bu1", "U2", "bu2")):
+        for gate, gate_bar, a, W1, b1, W2, b2 in (
+            ("r", r_bar, a_r, "R1", "br1", "R2", "br2"),
+            ("u", u_bar, a_u, "U1", "bu1", "U2", "bu2"),
+        ):
             s = r if gate == "r" else u
             z = gate_bar * s * (1.0 - s)
             grads[W2], grads[b2] = z.T @ a, z.sum(axis=0)
             z = (z @ P[W2]) * (1.0 - a * a)
             grads[W1], grads[b1] = z.T @ c, z.sum(axis=0)
             c_bar += z @ P[W1]
-        hp_bar += c_bar[:, :2 * L]
-        x_bar += c_bar[:, 2 * L:]
+        hp_bar += c_bar[:, : 2 * L]
+        x_bar += c_bar[:, 2 * L :]
         p_bar = np.concatenate([grads[name].ravel() for name, _ in self._blocks])
         return x_bar, hp_bar, p_bar
 
@@ -314,8 +331,9 @@ def run_backwards(cell, inputs, p, h0=None):
         P = cell.unpack_params(np.ascontiguousarray(p, dtype=np.float64))
         lo, hi = cell.mask_columns if cell.mask_columns is not None else (0, 0)
         inputs = np.ascontiguousarray(inputs)
-        H, A, F = _rnn_sweep(np.ascontiguousarray(P["W"]), np.ascontiguousarray(P["b"]), inputs, lo, hi,
-                             np.ascontiguousarray(h))
+        H, A, F = _rnn_sweep(
+            np.ascontiguousarray(P["W"]), np.ascontiguousarray(P["b"]), inputs, lo, hi, np.ascontiguousarray(h)
+        )
         return H[-1].copy(), _SweepTape(inputs, P, H, A, F)
     tapes = []
     for k in range(inputs.shape[0] - 1, -1, -1):
@@ -328,8 +346,14 @@ def run_backwards_vjp(cell, tapes, h_bar):
     """Pull the final state's cotangent back through :func:`run_backwards`; returns (inputs_bar (T, batch,
     input_dim) in time order, h0_bar, p_bar)."""
     if isinstance(tapes, _SweepTape):
-        W_bar, b_bar, h0_bar, x_bar = _rnn_sweep_vjp(np.ascontiguousarray(tapes.P["W"]), tapes.inputs, tapes.H,
-                                                     tapes.A, tapes.F, np.ascontiguousarray(h_bar, dtype=np.float64))
+        W_bar, b_bar, h0_bar, x_bar = _rnn_sweep_vjp(
+            np.ascontiguousarray(tapes.P["W"]),
+            tapes.inputs,
+            tapes.H,
+            tapes.A,
+            tapes.F,
+            np.ascontiguousarray(h_bar, dtype=np.float64),
+        )
         return x_bar, h0_bar, np.concatenate([W_bar.ravel(), b_bar])
     p_bar = np.zeros(cell.n_params)
     x_bars = []

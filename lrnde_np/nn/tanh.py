@@ -19,6 +19,7 @@ Accuracy, measured against long-double ``tanh`` on 10⁶ points per decade of |x
 ``error_model="numpy"`` drops Numba's divide-by-zero checks (the denominators here are ≥ 1), which would
 otherwise stop vectorisation; ``contract`` allows fused multiply-adds and changes no rounding analysis above.
 """
+
 from __future__ import annotations
 
 from llvmlite import ir
@@ -32,6 +33,7 @@ __all__ = ["tanh_into", "tanh_scalar"]
 def _float_from_bits(typingctx, bits):
     def codegen(context, builder, signature, args):
         return builder.bitcast(args[0], ir.DoubleType())
+
     return types.float64(types.int64), codegen
 
 
@@ -39,21 +41,22 @@ def _float_from_bits(typingctx, bits):
 def _bits_from_float(typingctx, x):
     def codegen(context, builder, signature, args):
         return builder.bitcast(args[0], ir.IntType(64))
+
     return types.int64(types.float64), codegen
 
 
-_SIGN_BIT = -0x8000000000000000        # int64 with only bit 63 set
-_MAGIC = 6755399441055744.0            # 1.5·2⁵²: adding it rounds to an integer held in the low mantissa bits
-_MAGIC_BITS = 0x4338000000000000       # its bit pattern
+_SIGN_BIT = -0x8000000000000000  # int64 with only bit 63 set
+_MAGIC = 6755399441055744.0  # 1.5·2⁵²: adding it rounds to an integer held in the low mantissa bits
+_MAGIC_BITS = 0x4338000000000000  # its bit pattern
 _LOG2E = 1.4426950408889634
-_LN2_HI = 6.93147180369123816490e-01   # ln2 = _LN2_HI + _LN2_LO, _LN2_HI with trailing zero bits
+_LN2_HI = 6.93147180369123816490e-01  # ln2 = _LN2_HI + _LN2_LO, _LN2_HI with trailing zero bits
 _LN2_LO = 1.90821492927058770002e-10
-_SMALL = 0.625                         # below it the rational form; above it the exponential one
-_SATURATE = 20.0                       # 1 − tanh(20) ≈ 8.5e-18 < half an ulp of 1
+_SMALL = 0.625  # below it the rational form; above it the exponential one
+_SATURATE = 20.0  # 1 − tanh(20) ≈ 8.5e-18 < half an ulp of 1
 
 # Cephes tanh.c, |x| < 0.625: tanh x = x + x·z·P(z)/Q(z), z = x².
-_P0, _P1, _P2 = -9.64399179425052238628e-01, -9.92877231001918586564e+01, -1.61468768441708447952e+03
-_Q0, _Q1, _Q2 = 1.12811678491632931402e+02, 2.23548839060100448583e+03, 4.84406305325125486048e+03
+_P0, _P1, _P2 = -9.64399179425052238628e-01, -9.92877231001918586564e01, -1.61468768441708447952e03
+_Q0, _Q1, _Q2 = 1.12811678491632931402e02, 2.23548839060100448583e03, 4.84406305325125486048e03
 
 _OPTIONS = dict(cache=True, error_model="numpy", fastmath={"contract"})
 

@@ -3,6 +3,7 @@
 All follow OrdinaryDiffEq (see ``solver-facts.md`` §2): the elementwise scale
 ``atol + rtol·max(|y_n|, |y_{n+1}|)``, the RMS norm, accept iff ``E_est ≤ 1``.
 """
+
 from __future__ import annotations
 
 import math
@@ -19,8 +20,7 @@ N_CONTROL = 9
 
 def pi_defaults(order: int) -> dict:
     """OrdinaryDiffEq's PIController defaults for a method of the given order."""
-    return dict(beta1=7.0 / (10.0 * order), beta2=2.0 / (5.0 * order), gamma=0.9, qmin=0.2, qmax=10.0,
-                qoldinit=1e-4)
+    return dict(beta1=7.0 / (10.0 * order), beta2=2.0 / (5.0 * order), gamma=0.9, qmin=0.2, qmax=10.0, qoldinit=1e-4)
 
 
 @njit(cache=True)
@@ -128,7 +128,7 @@ def pi_propose(E, h, errold, ctrl):
         q11 = 0.0
         q = 1.0 / qmax
     else:
-        q11 = E ** beta1
+        q11 = E**beta1
         q = q11 / errold ** ctrl[BETA2]
         q = max(1.0 / qmax, min(1.0 / qmin, q / gamma))
     if E <= 1.0:

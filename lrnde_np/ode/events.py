@@ -15,6 +15,7 @@ change sign (in an allowed direction, a value exactly 0 counting on both sides) 
 event times are as accurate as the interpolant.  When a terminal count is reached the solution is cut at that
 root; the steps taken past it by the solver (which did not know about the event) are discarded.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -39,8 +40,9 @@ def prepare_events(events, argname="events"):
     try:
         events = list(events)
     except TypeError as exc:
-        raise TypeError(f"{argname} must be a callable or a sequence of callables, got "
-                        f"{type(events).__name__}") from exc
+        raise TypeError(
+            f"{argname} must be a callable or a sequence of callables, got {type(events).__name__}"
+        ) from exc
     max_events = np.empty(len(events))
     direction = np.empty(len(events))
     for i, event in enumerate(events):
@@ -85,9 +87,9 @@ def dense_at(P, t_start, h, y, K, t, out):
 class EventResult:
     """What :func:`locate_events` found: the events' times and states, and where a terminal one cut."""
 
-    t_events: list            # one array of times per event
-    y_events: list            # one (k, n) array per event (shape (0,) when empty, as SciPy)
-    terminal_step: int = -1   # index of the step holding the terminal event (-1: none)
+    t_events: list  # one array of times per event
+    y_events: list  # one (k, n) array per event (shape (0,) when empty, as SciPy)
+    terminal_step: int = -1  # index of the step holding the terminal event (-1: none)
     t_terminal: float = math.nan
     y_terminal: np.ndarray = None
 
@@ -139,8 +141,9 @@ def locate_events(events, P, step_t, step_dt, step_y, step_K, t_ends, args=(), a
                 return out
 
             event_count[active] += 1
-            roots = np.array([brentq(lambda t, e=e: value(e, t, sol(t)), t_old, t_new, xtol=4 * _EPS,
-                                     rtol=4 * _EPS) for e in active])
+            roots = np.array(
+                [brentq(lambda t, e=e: value(e, t, sol(t)), t_old, t_new, xtol=4 * _EPS, rtol=4 * _EPS) for e in active]
+            )
             terminate = bool(np.any(event_count[active] >= max_events[active]))
             if terminate:
                 order = np.argsort(roots) if t_new > t_old else np.argsort(-roots)
@@ -192,10 +195,26 @@ def apply_events(sol, events):
     theta_e = (te - st.t[j]) / st.dt[j]
     save_step = np.append(sol.save_step[keep], j)
     save_theta = np.append(sol.save_theta[keep], theta_e)
-    steps = dataclasses.replace(st, t=st.t[: j + 1], dt=st.dt[: j + 1], error_estimate=st.error_estimate[: j + 1],
-                                stiffness_estimate=st.stiffness_estimate[: j + 1], y=st.y[: j + 2].copy(),
-                                K=st.K[: j + 1])
+    steps = dataclasses.replace(
+        st,
+        t=st.t[: j + 1],
+        dt=st.dt[: j + 1],
+        error_estimate=st.error_estimate[: j + 1],
+        stiffness_estimate=st.stiffness_estimate[: j + 1],
+        y=st.y[: j + 2].copy(),
+        K=st.K[: j + 1],
+    )
     steps.y[j + 1] = ye  # the state where the solution now ends
-    return dataclasses.replace(sol, t=t_new, y=y_new, status=TERMINATED, message=TERMINATED_MESSAGE,
-                               t_span=(t0, te), steps=steps, save_step=save_step, save_theta=save_theta,
-                               t_events=found.t_events, y_events=found.y_events)
+    return dataclasses.replace(
+        sol,
+        t=t_new,
+        y=y_new,
+        status=TERMINATED,
+        message=TERMINATED_MESSAGE,
+        t_span=(t0, te),
+        steps=steps,
+        save_step=save_step,
+        save_theta=save_theta,
+        t_events=found.t_events,
+        y_events=found.y_events,
+    )

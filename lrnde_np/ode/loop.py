@@ -1,4 +1,5 @@
 """The compiled adaptive solve loop (one loop for every tableau and every right-hand side)."""
+
 from __future__ import annotations
 
 import math
@@ -17,21 +18,20 @@ SUCCESS, MAX_STEPS, DT_MIN, NONFINITE, STEP_STUCK = 0, 1, 2, 3, 5
 STATUS_MESSAGES = {
     SUCCESS: "The solver successfully reached the end of the integration interval.",
     MAX_STEPS: "Stopped: the maximum number of steps (max_steps, accepted and rejected attempts together) was "
-               "reached before the end of the span.",
-    DT_MIN: "Stopped: the step size fell below the minimum (dtmin) while the error estimate stayed above "
-            "tolerance.",
+    "reached before the end of the span.",
+    DT_MIN: "Stopped: the step size fell below the minimum (dtmin) while the error estimate stayed above tolerance.",
     NONFINITE: "Stopped: the state or its derivative became non-finite (NaN or Inf).",
     STEP_STUCK: "Stopped: a rejected step could not be made smaller (the controller's qmin/gamma give a shrink "
-                "factor of 1 or more), so retrying it would loop forever.",
+    "factor of 1 or more), so retrying it would loop forever.",
 }
 
 #: Step attempts between two checks for Ctrl-C (``_jit.check_interrupt``: it raises KeyboardInterrupt).
 SIGNAL_CHECK_EVERY = 64
 
 # Bits of the ``record`` argument.
-RECORD_STEPS = 1    # t, dt, E_est, stiffness estimate of every accepted step
-RECORD_STATES = 2   # the state at the start of every accepted step (plus the final state)
-RECORD_STAGES = 4   # the stage values K of every accepted step (dense output, discrete adjoint)
+RECORD_STEPS = 1  # t, dt, E_est, stiffness estimate of every accepted step
+RECORD_STATES = 2  # the state at the start of every accepted step (plus the final state)
+RECORD_STAGES = 4  # the stage values K of every accepted step (dense output, discrete adjoint)
 
 
 @njit(cache=True)
@@ -64,8 +64,28 @@ def _all_finite(x):
 
 
 @njit(cache=True)
-def solve_loop(f_addr, A, c, btilde, P, order, stiff_i, stiff_j, t0, t1, y0, p, rtol, atol, saveat, save_every_step,
-               ctrl, adaptive, max_steps, record):
+def solve_loop(
+    f_addr,
+    A,
+    c,
+    btilde,
+    P,
+    order,
+    stiff_i,
+    stiff_j,
+    t0,
+    t1,
+    y0,
+    p,
+    rtol,
+    atol,
+    saveat,
+    save_every_step,
+    ctrl,
+    adaptive,
+    max_steps,
+    record,
+):
     """Integrate y' = f(t, y, p) from t0 to t1; ``f_addr`` is a ``FunctionHandle.addresses`` pair.
 
     Output is saved at the sorted times ``saveat`` (dense output inside the step that covers them) and, if
@@ -158,7 +178,7 @@ def solve_loop(f_addr, A, c, btilde, P, order, stiff_i, stiff_j, t0, t1, y0, p, 
             status = MAX_STEPS
             break
         if (n_steps + rejected) % SIGNAL_CHECK_EVERY == SIGNAL_CHECK_EVERY - 1:
-            check_interrupt()   # Ctrl-C: KeyboardInterrupt within milliseconds (see _jit.check_interrupt)
+            check_interrupt()  # Ctrl-C: KeyboardInterrupt within milliseconds (see _jit.check_interrupt)
         # Clip to the end of the span.  A remainder shorter than 1e-6 of the step (round-off in a sum of
         # fixed steps, say) is absorbed by stretching this step rather than taking a sliver of a step.
         final = False
@@ -265,5 +285,20 @@ def solve_loop(f_addr, A, c, btilde, P, order, stiff_i, stiff_j, t0, t1, y0, p, 
         step_S = step_S[:n_steps]
     if rec_stages:
         step_K = step_K[:n_steps]
-    return (status, t_save[:n_save], y_save[:n_save], save_step[:n_save], save_theta[:n_save], nfe, accepted,
-            rejected, step_t, step_dt, step_E, step_S, step_y, step_K, n_steps)
+    return (
+        status,
+        t_save[:n_save],
+        y_save[:n_save],
+        save_step[:n_save],
+        save_theta[:n_save],
+        nfe,
+        accepted,
+        rejected,
+        step_t,
+        step_dt,
+        step_E,
+        step_S,
+        step_y,
+        step_K,
+        n_steps,
+    )

@@ -1,4 +1,5 @@
 """Turning what the user passes as a right-hand side into a first-class Numba function value."""
+
 from __future__ import annotations
 
 import inspect
@@ -24,21 +25,26 @@ _converted: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 def _objmode_wrapper(func, signature, n_args):
     # Numba cannot call an arbitrary Python object from compiled code except inside an object-mode block.
     if n_args == 4:
+
         def call(t, y, p, out):
             with objmode():
                 func(t, y, p, out)
     elif n_args == 5:
+
         def call(t, y, p, v, out):
             with objmode():
                 func(t, y, p, v, out)
     elif n_args == 6:
+
         def call(t, y, p, a, out_y, out_p):
             with objmode():
                 func(t, y, p, a, out_y, out_p)
     else:
+
         def call(t, y, p, a, out_f, out_y, out_p):
             with objmode():
                 func(t, y, p, a, out_f, out_y, out_p)
+
     return njit(signature)(call)
 
 
@@ -50,8 +56,12 @@ def as_compiled(func, kind="rhs", argname="f"):
     * a plain Python callable is wrapped in an object-mode trampoline, with a :class:`PythonRHSWarning`
       (expect it to run 100x or more slower than ``@njit``).
     """
-    signature, n_args = {"rhs": (RHS_SIG, 4), "jvp": (JVP_SIG, 5), "vjp": (VJP_SIG, 6),
-                         "value_vjp": (VALUE_VJP_SIG, 7)}[kind]
+    signature, n_args = {
+        "rhs": (RHS_SIG, 4),
+        "jvp": (JVP_SIG, 5),
+        "vjp": (VJP_SIG, 6),
+        "value_vjp": (VALUE_VJP_SIG, 7),
+    }[kind]
     if isinstance(func, FunctionHandle):
         if func.signature != signature:
             raise TypeError(f"{argname} is a compiled {func.signature} function, expected {signature}")
@@ -81,7 +91,10 @@ def as_compiled(func, kind="rhs", argname="f"):
         warnings.warn(
             f"{argname} is a plain Python function; it will be called through Numba's object mode, which is "
             f"typically 100x slower than decorating it with @numba.njit (signature f(t, y, p, out) writing "
-            f"into out).", PythonRHSWarning, stacklevel=3)
+            f"into out).",
+            PythonRHSWarning,
+            stacklevel=3,
+        )
         compiled = FunctionHandle(_objmode_wrapper(func, signature, n_args), signature)
     compiled.source = source
     try:
@@ -111,14 +124,17 @@ def as_compiled(func, kind="rhs", argname="f"):
 # Error messages are one line: the function's role (``f``, ``g``, ``f_vjp``), its name, and what is wrong.
 
 #: Argument names of each kind of user function; the outputs are the trailing ``out*`` arguments.
-KIND_ARGS = {"rhs": ("t", "y", "p", "out"), "jvp": ("t", "y", "p", "v", "out"),
-             "vjp": ("t", "y", "p", "a", "out_y", "out_p"),
-             "value_vjp": ("t", "y", "p", "a", "out_f", "out_y", "out_p")}
+KIND_ARGS = {
+    "rhs": ("t", "y", "p", "out"),
+    "jvp": ("t", "y", "p", "v", "out"),
+    "vjp": ("t", "y", "p", "a", "out_y", "out_p"),
+    "value_vjp": ("t", "y", "p", "a", "out_f", "out_y", "out_p"),
+}
 #: Largest total array size for which step 1 runs the Python source in the interpreter.
 PYTHON_RUN_MAX_SIZE = 2048
 _PAD = 64
-_CANARY = -3.0517578125e-305          # an unusual finite value (2**-1011)
-_FILLS = (-7.125e300, 6.0625e-301)    # the outputs' two fills in step 2
+_CANARY = -3.0517578125e-305  # an unusual finite value (2**-1011)
+_FILLS = (-7.125e300, 6.0625e-301)  # the outputs' two fills in step 2
 _checked_callables: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -141,9 +157,10 @@ def _check_arity(source, kind, argname):
     try:
         sig.bind(*names)
     except TypeError:
-        raise TypeError(f"{argname} ({_describe(source)}{sig}) must take {len(names)} arguments "
-                        f"({', '.join(names)}) and write into {names[-1] if kind in ('rhs', 'jvp') else 'the outputs'}"
-                        ) from None
+        raise TypeError(
+            f"{argname} ({_describe(source)}{sig}) must take {len(names)} arguments "
+            f"({', '.join(names)}) and write into {names[-1] if kind in ('rhs', 'jvp') else 'the outputs'}"
+        ) from None
 
 
 def _compile_error_message(func, kind, argname, exc):
@@ -155,8 +172,11 @@ def _compile_error_message(func, kind, argname, exc):
         what = f"returns a value; it must write its result into {target} and return nothing"
     else:
         interesting = [ln for ln in lines if not ln.startswith(("Failed in", "- Resolution", "No implementation"))]
-        what = "does not compile for " + f"({', '.join(names)}) with t a float and the rest 1-D float64 arrays: " + (
-            interesting[0] if interesting else (lines[0] if lines else type(exc).__name__))
+        what = (
+            "does not compile for "
+            + f"({', '.join(names)}) with t a float and the rest 1-D float64 arrays: "
+            + (interesting[0] if interesting else (lines[0] if lines else type(exc).__name__))
+        )
     return f"{argname} ({_describe(func)}) {what}"
 
 
@@ -211,13 +231,16 @@ def _guarded_call(func, kind, argname, t, y, p, extra):
                 _w.simplefilter("ignore")
                 ret = source(t, *ins, *outs)
         except IndexError as exc:
-            raise UserFunctionError(f"{label} indexes out of range {where}: {exc} (do p and y have the sizes it "
-                                    f"expects?)") from None
-        except Exception:   # noqa: BLE001 - inconclusive: the source may only run under Numba
+            raise UserFunctionError(
+                f"{label} indexes out of range {where}: {exc} (do p and y have the sizes it expects?)"
+            ) from None
+        except Exception:  # noqa: BLE001 - inconclusive: the source may only run under Numba
             ret = None
         if ret is not None:
-            raise TypeError(f"{label} returns a value ({type(ret).__name__}) {where}; it must write its result "
-                            f"into {', '.join(names[n_in + 1:])} and return nothing")
+            raise TypeError(
+                f"{label} returns a value ({type(ret).__name__}) {where}; it must write its result "
+                f"into {', '.join(names[n_in + 1 :])} and return nothing"
+            )
 
     # 2. The compiled function on canary-padded buffers, twice with different output fills.
     if compiled is None or not callable(compiled):
@@ -233,21 +256,27 @@ def _guarded_call(func, kind, argname, t, y, p, extra):
         with np.errstate(all="ignore"):
             ret = compiled(t, *views)
         if ret is not None:
-            raise TypeError(f"{label} returns a value ({type(ret).__name__}) {where}; it must write its result "
-                            f"into {', '.join(names[n_in + 1:])} and return nothing")
+            raise TypeError(
+                f"{label} returns a value ({type(ret).__name__}) {where}; it must write its result "
+                f"into {', '.join(names[n_in + 1 :])} and return nothing"
+            )
         for k, (b, sz) in enumerate(zip(bufs, sizes, strict=True)):
             if np.any(b[sz:].view(np.int64) != np.float64(_CANARY).view(np.int64)):
                 raise UserFunctionError(f"{label} writes past the end of {names[k + 1]} ({sz} entries) {where}")
         ref = _inputs(kind, y, p, extra)
         for k in range(n_in):
             if not np.array_equal(views[k], ref[k], equal_nan=True):
-                raise UserFunctionError(f"{label} modifies its input {names[k + 1]} {where}; the solvers pass "
-                                        f"their own work arrays, which must not change")
+                raise UserFunctionError(
+                    f"{label} modifies its input {names[k + 1]} {where}; the solvers pass "
+                    f"their own work arrays, which must not change"
+                )
         results.append([v.copy() for v in views[n_in:]])
     for k, (first, second) in enumerate(zip(*results, strict=True)):
         unwritten = np.flatnonzero((first == _FILLS[0]) & (second == _FILLS[1]))
         if unwritten.size:
             nm = names[n_in + 1 + k]
-            raise UserFunctionError(f"{label} does not write {nm}[{unwritten[0]}]"
-                                    + (f" (nor {unwritten.size - 1} more entries)" if unwritten.size > 1 else "")
-                                    + f" {where}; it must overwrite every entry of {nm}")
+            raise UserFunctionError(
+                f"{label} does not write {nm}[{unwritten[0]}]"
+                + (f" (nor {unwritten.size - 1} more entries)" if unwritten.size > 1 else "")
+                + f" {where}; it must overwrite every entry of {nm}"
+            )

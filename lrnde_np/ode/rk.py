@@ -14,6 +14,7 @@ so :func:`rk_step_vjp` — the single reverse sweep over the stages — serves t
 global regularizers (cotangents on E_est and the stiffness estimate) and the local regularizer (frozen
 ``k_1`` and ``y``) alike.
 """
+
 from __future__ import annotations
 
 import math
@@ -129,8 +130,7 @@ def dense_eval(P, theta, h, y, K, w, out):
 
 
 @njit(cache=True)
-def rk_step_vjp(f_vjp, A, c, t, h, y, p, K, K_bar, Y_bar, y_bar, p_bar, through_k1, work_y, work_a, work_gy,
-                work_gp):
+def rk_step_vjp(f_vjp, A, c, t, h, y, p, K, K_bar, Y_bar, y_bar, p_bar, through_k1, work_y, work_a, work_gy, work_gp):
     """Reverse sweep through one step: pull stage cotangents back to y and p.
 
     On entry ``K_bar[i]`` holds the cotangent of the stage value k_i and ``Y_bar[i]`` that of the stage

@@ -1,9 +1,9 @@
 """``solve_ode``: validated arguments in, :class:`Solution` out."""
+
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Optional
 
 import numpy as np
 from numba import njit
@@ -26,8 +26,8 @@ class StepRecords:
     dt: np.ndarray
     error_estimate: np.ndarray
     stiffness_estimate: np.ndarray
-    y: Optional[np.ndarray] = None
-    K: Optional[np.ndarray] = None
+    y: np.ndarray | None = None
+    K: np.ndarray | None = None
 
     def __len__(self):
         return self.dt.size
@@ -41,19 +41,19 @@ class StepRecords:
 @dataclass
 class Solution:
     t: np.ndarray
-    y: np.ndarray                      # (len(t), n)
+    y: np.ndarray  # (len(t), n)
     status: int
     message: str
     stats: dict
     method: ERKTableau
     t_span: tuple
-    steps: Optional[StepRecords] = None
-    save_step: Optional[np.ndarray] = None   # step index that produced each saved point (-1: y0)
-    save_theta: Optional[np.ndarray] = None  # θ within that step
-    p: Optional[np.ndarray] = field(default=None, repr=False)
+    steps: StepRecords | None = None
+    save_step: np.ndarray | None = None  # step index that produced each saved point (-1: y0)
+    save_theta: np.ndarray | None = None  # θ within that step
+    p: np.ndarray | None = field(default=None, repr=False)
     options: dict = field(default_factory=dict, repr=False)
-    t_events: list | None = None          # solve_ode(..., events=...): one array of times per event
-    y_events: list | None = None          # and one (k, n) array of states per event
+    t_events: list | None = None  # solve_ode(..., events=...): one array of times per event
+    y_events: list | None = None  # and one (k, n) array of states per event
 
     @property
     def success(self) -> bool:
@@ -124,16 +124,26 @@ def check_array(name, x, ndim=1):
 
     Complex, boolean and string input is a TypeError (a complex state would otherwise lose its imaginary part
     with only a warning, and the real part be solved)."""
-    if not (type(x) is np.ndarray and x.dtype is _F64):   # fast path: already a float64 array
+    if not (type(x) is np.ndarray and x.dtype is _F64):  # fast path: already a float64 array
         try:
             kind = np.asarray(x).dtype.kind
         except (TypeError, ValueError, OverflowError) as exc:
             raise TypeError(f"{name} must be a float array, got {type(x).__name__}") from exc
         if kind not in "fiuO":
-            what = {"c": "complex", "b": "boolean", "U": "string", "S": "bytes", "O": "object", "M": "datetime",
-                    "m": "timedelta", "V": "structured"}.get(kind, kind)
-            raise TypeError(f"{name} must be a real float array, got {what} values (dtype kind {kind!r})"
-                            + ("; solve real and imaginary parts as separate components" if kind == "c" else ""))
+            what = {
+                "c": "complex",
+                "b": "boolean",
+                "U": "string",
+                "S": "bytes",
+                "O": "object",
+                "M": "datetime",
+                "m": "timedelta",
+                "V": "structured",
+            }.get(kind, kind)
+            raise TypeError(
+                f"{name} must be a real float array, got {what} values (dtype kind {kind!r})"
+                + ("; solve real and imaginary parts as separate components" if kind == "c" else "")
+            )
     try:
         a = np.ascontiguousarray(x, dtype=np.float64)
     except (TypeError, ValueError, OverflowError) as exc:
@@ -148,7 +158,7 @@ def check_array(name, x, ndim=1):
 def as_real(name, x):
     """``x`` as a float, or a TypeError naming ``name``: bools, strings and complex numbers are not numbers
     here (``float(True)`` and ``float("1e-3")`` would otherwise slip through)."""
-    if type(x) is float:   # the common case, first (this runs on every solve)
+    if type(x) is float:  # the common case, first (this runs on every solve)
         return x
     if isinstance(x, (bool, np.bool_, str, bytes, complex, np.complexfloating)):
         raise TypeError(f"{name} must be a real number, got {type(x).__name__} {x!r}")
@@ -160,7 +170,7 @@ def as_real(name, x):
 
 def check_max_steps(max_steps, name="max_steps"):
     """``max_steps`` as an int: a positive integer (not a bool) that fits in int64."""
-    if type(max_steps) is int and 0 < max_steps <= _INT64_MAX:   # the common case, first
+    if type(max_steps) is int and 0 < max_steps <= _INT64_MAX:  # the common case, first
         return max_steps
     if isinstance(max_steps, (bool, np.bool_)) or not isinstance(max_steps, (int, np.integer)):
         raise ValueError(f"{name} must be a positive integer, got {type(max_steps).__name__} {max_steps!r}")
@@ -169,7 +179,7 @@ def check_max_steps(max_steps, name="max_steps"):
     return int(max_steps)
 
 
-_INT64_MAX = 2 ** 63 - 1
+_INT64_MAX = 2**63 - 1
 
 
 def check_controller(controller, defaults):
@@ -186,13 +196,17 @@ def check_controller(controller, defaults):
         c[k] = as_real(f"controller: {k}", v)
         if not math.isfinite(c[k]):
             raise ValueError(f"controller: {k} must be finite, got {v!r}")
-    rules = (("beta1", c["beta1"] > 0, "> 0"), ("beta2", c["beta2"] >= 0, "≥ 0"),
-             ("gamma", 0 < c["gamma"] <= 1, "in (0, 1]"), ("qmin", 0 < c["qmin"] <= 1, "in (0, 1]"),
-             ("qmax", c["qmax"] > 1, "> 1"), ("qoldinit", c["qoldinit"] > 0, "> 0"))
+    rules = (
+        ("beta1", c["beta1"] > 0, "> 0"),
+        ("beta2", c["beta2"] >= 0, "≥ 0"),
+        ("gamma", 0 < c["gamma"] <= 1, "in (0, 1]"),
+        ("qmin", 0 < c["qmin"] <= 1, "in (0, 1]"),
+        ("qmax", c["qmax"] > 1, "> 1"),
+        ("qoldinit", c["qoldinit"] > 0, "> 0"),
+    )
     for key, ok, rule in rules:
         if not ok:
-            raise ValueError(f"controller: {key} must be {rule} (0 < qmin ≤ 1 < qmax, 0 < gamma ≤ 1), "
-                             f"got {c[key]!r}")
+            raise ValueError(f"controller: {key} must be {rule} (0 < qmin ≤ 1 < qmax, 0 < gamma ≤ 1), got {c[key]!r}")
     return [c[k] for k in _GAIN_KEYS]
 
 
@@ -228,9 +242,13 @@ def validate_saveat(saveat, t0, t1):
     lo, hi = min(t0, t1), max(t0, t1)
     problem = _saveat_problem(ts, 1.0 if t1 >= t0 else -1.0, lo, hi)
     if problem:
-        raise ValueError(("saveat contains non-finite times",
-                          "saveat must be sorted in the direction of integration (t0 towards t1)",
-                          f"saveat has times outside t_span [{lo}, {hi}]")[problem - 1])
+        raise ValueError(
+            (
+                "saveat contains non-finite times",
+                "saveat must be sorted in the direction of integration (t0 towards t1)",
+                f"saveat has times outside t_span [{lo}, {hi}]",
+            )[problem - 1]
+        )
     return ts
 
 
@@ -255,8 +273,9 @@ def check_tolerances(rtol, atol, n, state_name="y0"):
     except (TypeError, ValueError, OverflowError) as exc:
         raise TypeError(f"atol must be a number or an array of numbers, got {type(atol).__name__}") from exc
     if kind not in "fiu":
-        raise TypeError(f"atol must be a real number or an array of real numbers, got {type(atol).__name__} "
-                        f"(dtype kind {kind!r})")
+        raise TypeError(
+            f"atol must be a real number or an array of real numbers, got {type(atol).__name__} (dtype kind {kind!r})"
+        )
     if atol_arr.ndim == 0:
         atol_arr = np.full(n, check_positive("atol", float(atol_arr)))
     elif atol_arr.shape != (n,):
@@ -290,9 +309,26 @@ def _check_nonneg(name, x):
     return v
 
 
-def solve_ode(f, t_span, y0, p=None, method="tsit5", rtol=1e-3, atol=1e-6, saveat=None, dense=False,
-              record_steps=False, record_states=False, dt=None, adaptive=None, dtmin=None, dtmax=None,
-              max_steps=100_000, controller=None, events=None) -> Solution:
+def solve_ode(
+    f,
+    t_span,
+    y0,
+    p=None,
+    method="tsit5",
+    rtol=1e-3,
+    atol=1e-6,
+    saveat=None,
+    dense=False,
+    record_steps=False,
+    record_states=False,
+    dt=None,
+    adaptive=None,
+    dtmin=None,
+    dtmax=None,
+    max_steps=100_000,
+    controller=None,
+    events=None,
+) -> Solution:
     """Solve y' = f(t, y, p) on ``t_span`` with an explicit Runge–Kutta method.
 
     Parameters
@@ -342,30 +378,80 @@ def solve_ode(f, t_span, y0, p=None, method="tsit5", rtol=1e-3, atol=1e-6, savea
     max_steps = check_max_steps(max_steps)
     ctrl = control_array(tab, t0, t1, dtmin, dtmax, dt, controller)
     rhs = as_compiled(f, "rhs", "f")
-    if ("rhs", y0.size, p.size) not in rhs.checked:   # once per function and sizes (ode/rhs.py)
+    if ("rhs", y0.size, p.size) not in rhs.checked:  # once per function and sizes (ode/rhs.py)
         check_user_function(rhs, "rhs", "f", t0, y0, p)
     if events is not None:  # located on the dense output (ode/events.py)
         dense = True
 
-    record = (RECORD_STEPS if (record_steps or dense or record_states) else 0)
+    record = RECORD_STEPS if (record_steps or dense or record_states) else 0
     if dense or record_states:
         record |= RECORD_STATES | RECORD_STAGES
     si, sj = tab.stiffness_pair if tab.stiffness_pair else (-1, -1)
-    out = solve_loop(rhs.addresses, tab.A, tab.c, tab.btilde, tab.P, tab.order, si, sj, t0, t1, y0, p, rtol, atol_arr,
-                     ts if ts is not None else np.zeros(0), ts is None, ctrl, bool(adaptive), int(max_steps),
-                     record)
-    (status, t_save, y_save, save_step, save_theta, nfe, accepted, rejected, step_t, step_dt, step_E, step_S,
-     step_y, step_K, n_steps) = out
+    out = solve_loop(
+        rhs.addresses,
+        tab.A,
+        tab.c,
+        tab.btilde,
+        tab.P,
+        tab.order,
+        si,
+        sj,
+        t0,
+        t1,
+        y0,
+        p,
+        rtol,
+        atol_arr,
+        ts if ts is not None else np.zeros(0),
+        ts is None,
+        ctrl,
+        bool(adaptive),
+        int(max_steps),
+        record,
+    )
+    (
+        status,
+        t_save,
+        y_save,
+        save_step,
+        save_theta,
+        nfe,
+        accepted,
+        rejected,
+        step_t,
+        step_dt,
+        step_E,
+        step_S,
+        step_y,
+        step_K,
+        n_steps,
+    ) = out
     steps = None
     if record:
-        steps = StepRecords(step_t, step_dt, step_E, step_S,
-                            step_y if record & RECORD_STATES else None, step_K if record & RECORD_STAGES else None)
+        steps = StepRecords(
+            step_t,
+            step_dt,
+            step_E,
+            step_S,
+            step_y if record & RECORD_STATES else None,
+            step_K if record & RECORD_STAGES else None,
+        )
     message = STATUS_MESSAGES[status]
     if status != SUCCESS:
         last = t_save[-1] if t_save.size else t0
         message += f" (last saved time {last:.6g})"
-    sol = Solution(t=t_save, y=y_save, status=int(status), message=message,
-                   stats=dict(nfe=int(nfe), accepted=int(accepted), rejected=int(rejected)), method=tab,
-                   t_span=(t0, t1), steps=steps, save_step=save_step, save_theta=save_theta, p=p,
-                   options=dict(rtol=rtol, atol=atol_arr, adaptive=bool(adaptive), rhs=rhs))
+    sol = Solution(
+        t=t_save,
+        y=y_save,
+        status=int(status),
+        message=message,
+        stats=dict(nfe=int(nfe), accepted=int(accepted), rejected=int(rejected)),
+        method=tab,
+        t_span=(t0, t1),
+        steps=steps,
+        save_step=save_step,
+        save_theta=save_theta,
+        p=p,
+        options=dict(rtol=rtol, atol=atol_arr, adaptive=bool(adaptive), rhs=rhs),
+    )
     return sol if events is None else apply_events(sol, events)

@@ -21,6 +21,7 @@ of S_j/stability_size without dt (MNIST SRNODE); "mean" and "max" reproduce thos
 per-step terms above (for the exact 2021 SRNODE term divide λ by Tsit5's stability size 3.5068 and note
 that here dt stays in the term).  ``max`` sends the whole cotangent to the (first) largest term.
 """
+
 from __future__ import annotations
 
 import math
@@ -58,8 +59,10 @@ def global_regularizer(sol, heuristic="error", aggregate="sum", stiffness_weight
         raise ValueError(f"stiffness_weight must be a non-negative finite number, got {stiffness_weight!r}")
     steps = getattr(sol, "steps", None)
     if steps is None:
-        raise ValueError("sol: the global regularizer needs step records — solve with record_steps=True "
-                         "(or record_states=True for the discrete adjoint)")
+        raise ValueError(
+            "sol: the global regularizer needs step records — solve with record_steps=True "
+            "(or record_states=True for the discrete adjoint)"
+        )
     w_error = 0.0 if heuristic == "stiffness" else 1.0
     w_stiff = {"error": 0.0, "stiffness": 1.0, "error_stiffness": c}[heuristic]
     abs_dt = np.abs(steps.dt)
@@ -76,5 +79,6 @@ def global_regularizer(sol, heuristic="error", aggregate="sum", stiffness_weight
         j = int(np.argmax(per_step))
         value, weights = float(per_step[j]), np.zeros(n)
         weights[j] = 1.0
-    return GlobalReg(value=value, grad_error=w_error * weights * abs_dt, grad_stiffness=w_stiff * weights * abs_dt,
-                     per_step=per_step)
+    return GlobalReg(
+        value=value, grad_error=w_error * weights * abs_dt, grad_stiffness=w_stiff * weights * abs_dt, per_step=per_step
+    )

@@ -24,18 +24,19 @@ y_{n+1}: Zygote differentiates that too) and :func:`~lrnde_np.ode.rk.stiffness_e
 
 ``through_k1=True`` (NOT what the paper does) differentiates k1 = f(t_reg, z; θ) with respect to θ, z
 still constant: the exact partial derivative ∂R/∂θ (see :func:`local_regularizer` for why the two differ by
-orders of magnitude).  ``through_state=True`` (NOT what the paper does either) differentiates R with only dt held fixed: k1 = f(t_reg, z)
-is differentiated too, and the cotangent of z is returned as ``grad_z`` so that the caller can send it back
-through the main solve (as a cotangent of the saved state at t_reg).
+orders of magnitude).  ``through_state=True`` (NOT what the paper does either) differentiates R with only dt held
+fixed: k1 = f(t_reg, z) is differentiated too, and the cotangent of z is returned as ``grad_z`` so that the caller
+can send it back through the main solve (as a cotangent of the saved state at t_reg).
 
 NFE of the regularizer = 1 (k1) + the initial-step rule's extra evaluation (0 or 1) + 6 (stages 2–7),
 i.e. the official code's "6 + integrator.sol.destats.nf".
 """
+
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
@@ -69,8 +70,8 @@ class LocalReg:
     """
 
     value: float
-    grad_p: Optional[np.ndarray]
-    grad_z: Optional[np.ndarray]
+    grad_p: np.ndarray | None
+    grad_z: np.ndarray | None
     dt: float
     nfe: int
     t_reg: float
@@ -137,8 +138,29 @@ def _official_stiffness_vjp(Sbar, A, si, sj, h, y, K, work_i, work_j, K_bar, Y_b
 
 
 @njit(cache=True)
-def _step_value_and_grad(f_addr, vjp_addr, A, c, btilde, si, sj, t, h, z, k1, p, rtol, atol, w_error, w_stiff,
-                         want_grad, through_k1, grad_z, grad_p, stiff_official=False):
+def _step_value_and_grad(
+    f_addr,
+    vjp_addr,
+    A,
+    c,
+    btilde,
+    si,
+    sj,
+    t,
+    h,
+    z,
+    k1,
+    p,
+    rtol,
+    atol,
+    w_error,
+    w_stiff,
+    want_grad,
+    through_k1,
+    grad_z,
+    grad_p,
+    stiff_official=False,
+):
     """One Tsit5 step of size h from (t, z) with first stage k1: R and (optionally) its gradient.
 
     Returns (R, E_est, S_est).  ``grad_z``/``grad_p`` are overwritten when ``want_grad``; ``grad_z`` is only
@@ -179,13 +201,30 @@ def _step_value_and_grad(f_addr, vjp_addr, A, c, btilde, si, sj, t, h, z, k1, p,
         for m in range(n):
             K_bar[i, m] = h * btilde[i] * err_bar[m]
     for m in range(n):
-        Y_bar[s - 1, m] = y_new_bar[m]   # y_{n+1} is the last stage argument (FSAL form)
+        Y_bar[s - 1, m] = y_new_bar[m]  # y_{n+1} is the last stage argument (FSAL form)
     if stiff_official:
         _official_stiffness_vjp(w_stiff, A, si, sj, h, z, K, work_i, work_j, K_bar, Y_bar)
     else:
         stiffness_estimate_vjp(w_stiff, A, si, sj, h, z, K, work_i, work_j, K_bar, Y_bar)
-    rk_step_vjp(f_vjp, A, c, t, h, z, p, K, K_bar, Y_bar, grad_z, grad_p, through_k1, np.empty(n),
-                np.empty(n), np.empty(n), np.empty(p.size))
+    rk_step_vjp(
+        f_vjp,
+        A,
+        c,
+        t,
+        h,
+        z,
+        p,
+        K,
+        K_bar,
+        Y_bar,
+        grad_z,
+        grad_p,
+        through_k1,
+        np.empty(n),
+        np.empty(n),
+        np.empty(n),
+        np.empty(p.size),
+    )
     return R, E, S
 
 
@@ -198,14 +237,15 @@ def _first_stage_and_dt(f_addr, t_reg, t1, z, p, rtol, atol, order):
     f(t_reg, z, p, k1)
     tdir = 1.0 if t1 >= t_reg else -1.0
     dtmin = 16.0 * 2.220446049250313e-16 * max(abs(t_reg), abs(t1), 1.0)
-    dt, extra = initial_step(f, t_reg, z, p, k1, tdir, order, rtol, atol, dtmin, abs(t1 - t_reg), np.empty(n),
-                             np.empty(n))
+    dt, extra = initial_step(
+        f, t_reg, z, p, k1, tdir, order, rtol, atol, dtmin, abs(t1 - t_reg), np.empty(n), np.empty(n)
+    )
     return k1, dt, 1 + extra
 
 
 def _vjp_addresses(f_vjp, needed):
     if not needed:
-        return (0, 0)   # never called: the kernel only builds the function value when a gradient is wanted
+        return (0, 0)  # never called: the kernel only builds the function value when a gradient is wanted
     if f_vjp is None:
         raise ValueError("f_vjp is required to compute the regularizer's gradient (or pass compute_grad=False)")
     return as_compiled(f_vjp, "vjp", "f_vjp").addresses
@@ -227,8 +267,23 @@ def check_regularization_point(state_name, state, p, t_reg, t1):
     return state, p, t_reg, t1
 
 
-def frozen_step_regularizer(f, f_vjp, t_reg, dt, z, k1, p, rtol, atol, heuristic="error", stiffness_weight=1.0,
-                            through_state=False, compute_grad=True, through_k1=False, stiffness_scaling="ratio"):
+def frozen_step_regularizer(
+    f,
+    f_vjp,
+    t_reg,
+    dt,
+    z,
+    k1,
+    p,
+    rtol,
+    atol,
+    heuristic="error",
+    stiffness_weight=1.0,
+    through_state=False,
+    compute_grad=True,
+    through_k1=False,
+    stiffness_scaling="ratio",
+):
     """R of one Tsit5 step from (t_reg, z) with the given dt and k1, and its gradient.
 
     This is the differentiable part of :func:`local_regularizer` (which chooses k1 = f(t_reg, z) and dt by
@@ -255,10 +310,29 @@ def frozen_step_regularizer(f, f_vjp, t_reg, dt, z, k1, p, rtol, atol, heuristic
     grad_z = np.empty(z.size)
     grad_p = np.empty(p.size)
     si, sj = TSIT5.stiffness_pair
-    R, E, S = _step_value_and_grad(rhs.addresses, vjp_addr, TSIT5.A, TSIT5.c, TSIT5.btilde, si, sj, t_reg, dt, z,
-                                   k1, p, rtol, atol_arr, w_error, w_stiff, bool(compute_grad),
-                                   bool(through_state or through_k1), grad_z, grad_p,
-                                   stiffness_scaling == "official")
+    R, E, S = _step_value_and_grad(
+        rhs.addresses,
+        vjp_addr,
+        TSIT5.A,
+        TSIT5.c,
+        TSIT5.btilde,
+        si,
+        sj,
+        t_reg,
+        dt,
+        z,
+        k1,
+        p,
+        rtol,
+        atol_arr,
+        w_error,
+        w_stiff,
+        bool(compute_grad),
+        bool(through_state or through_k1),
+        grad_z,
+        grad_p,
+        stiffness_scaling == "official",
+    )
     if not compute_grad:
         return float(R), None, None, float(E), float(S)
     return float(R), grad_p, (grad_z if through_state else None), float(E), float(S)
@@ -269,8 +343,22 @@ def _check_scaling(stiffness_scaling):
         raise ValueError(f"stiffness_scaling must be one of {STIFFNESS_SCALINGS}, got {stiffness_scaling!r}")
 
 
-def local_regularizer(f, f_vjp, t_reg, t1, z_reg, p, rtol, atol, heuristic="error", stiffness_weight=1.0,
-                      through_state=False, compute_grad=True, through_k1=False, stiffness_scaling="ratio") -> LocalReg:
+def local_regularizer(
+    f,
+    f_vjp,
+    t_reg,
+    t1,
+    z_reg,
+    p,
+    rtol,
+    atol,
+    heuristic="error",
+    stiffness_weight=1.0,
+    through_state=False,
+    compute_grad=True,
+    through_k1=False,
+    stiffness_scaling="ratio",
+) -> LocalReg:
     """The local regularizer at t_reg: one Tsit5 step from ``z_reg = z(t_reg)`` on (t_reg, t1).
 
     Parameters
@@ -303,11 +391,33 @@ def local_regularizer(f, f_vjp, t_reg, t1, z_reg, p, rtol, atol, heuristic="erro
     k1, dt, nfe_init = _first_stage_and_dt(rhs.addresses, t_reg, t1, z, p, rtol_f, atol_arr, TSIT5.order)
     if not np.all(np.isfinite(k1)):
         raise ValueError(f"f(t_reg, z_reg) is not finite at t_reg={t_reg!r}")
-    value, grad_p, grad_z, E, S = frozen_step_regularizer(rhs, f_vjp, t_reg, dt, z, k1, p, rtol_f, atol_arr,
-                                                          heuristic, stiffness_weight, through_state,
-                                                          compute_grad, through_k1, stiffness_scaling)
-    return LocalReg(value=value, grad_p=grad_p, grad_z=grad_z, dt=float(dt),
-                    nfe=int(nfe_init + TSIT5.n_stages - 1), t_reg=t_reg, error_estimate=E, stiffness_estimate=S)
+    value, grad_p, grad_z, E, S = frozen_step_regularizer(
+        rhs,
+        f_vjp,
+        t_reg,
+        dt,
+        z,
+        k1,
+        p,
+        rtol_f,
+        atol_arr,
+        heuristic,
+        stiffness_weight,
+        through_state,
+        compute_grad,
+        through_k1,
+        stiffness_scaling,
+    )
+    return LocalReg(
+        value=value,
+        grad_p=grad_p,
+        grad_z=grad_z,
+        dt=float(dt),
+        nfe=int(nfe_init + TSIT5.n_stages - 1),
+        t_reg=t_reg,
+        error_estimate=E,
+        stiffness_estimate=S,
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -380,28 +490,33 @@ def sample_biased(sol, rng, source="steps") -> BiasedSample:
         if not sol.success:
             raise ValueError(f"sol: the main solve failed ({sol.message})")
         if sol.t.size < 2:
-            raise ValueError(f"sol: biased sampling from save times needs at least two saved times, got "
-                             f"{sol.t.size}")
+            raise ValueError(f"sol: biased sampling from save times needs at least two saved times, got {sol.t.size}")
         i = int(rng.integers(sol.t.size - 1))
         return BiasedSample(float(sol.t[i]), i, -1)
     steps = getattr(sol, "steps", None)
-    saved_every_step = (sol.save_step is not None and sol.save_step.size == sol.t.size and sol.t.size >= 1
-                        and sol.save_step[0] == -1
-                        and np.array_equal(sol.save_step, np.arange(-1, sol.t.size - 1))
-                        and np.all(sol.save_theta[1:] == 1.0))
+    saved_every_step = (
+        sol.save_step is not None
+        and sol.save_step.size == sol.t.size
+        and sol.t.size >= 1
+        and sol.save_step[0] == -1
+        and np.array_equal(sol.save_step, np.arange(-1, sol.t.size - 1))
+        and np.all(sol.save_theta[1:] == 1.0)
+    )
     if saved_every_step:
         n_steps = sol.t.size - 1
     elif steps is not None and steps.y is not None:
         n_steps = len(steps)
     else:
-        raise ValueError("sol: biased sampling needs the accepted steps' states — solve without saveat (every "
-                         "step saved) or with record_states=True")
+        raise ValueError(
+            "sol: biased sampling needs the accepted steps' states — solve without saveat (every "
+            "step saved) or with record_states=True"
+        )
     if not sol.success:
         raise ValueError(f"sol: the main solve failed ({sol.message})")
     if n_steps <= 1:
-        k = 0   # fallback to t0 (see the docstring)
+        k = 0  # fallback to t0 (see the docstring)
     else:
-        k = 1 + int(rng.integers(n_steps - 1))   # end of step k-1 = start of step k, k in 1 … n_steps-1
+        k = 1 + int(rng.integers(n_steps - 1))  # end of step k-1 = start of step k, k in 1 … n_steps-1
     save_index = k if saved_every_step else -1
     step_state = k if (steps is not None and steps.y is not None) else -1
     t_reg = float(sol.t[k]) if saved_every_step else float(sol.t_span[0] if k == 0 else steps.t[k])

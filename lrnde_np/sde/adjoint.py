@@ -12,6 +12,7 @@ the steps, each pulled back through its stages by :func:`lrnde_np.sde.step.sri_s
 This is the gradient of the map the solver computed; the finite-difference tests re-solve on the replayed
 path (``solve_sde(..., path=sol.path)``), which reproduces the same steps and noise.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,8 +26,29 @@ from .step import pack_tableau, sri_step_vjp
 
 
 @njit(cache=True)
-def sde_discrete_sweep(f_addr, g_addr, fv_addr, gv_addr, M, V, delta, error_terms, step_t, step_dt, step_x,
-                       step_dW, step_dZ, stride, p, rtol, atol, save_step, grad_x, grad_E, use_E):
+def sde_discrete_sweep(
+    f_addr,
+    g_addr,
+    fv_addr,
+    gv_addr,
+    M,
+    V,
+    delta,
+    error_terms,
+    step_t,
+    step_dt,
+    step_x,
+    step_dW,
+    step_dZ,
+    stride,
+    p,
+    rtol,
+    atol,
+    save_step,
+    grad_x,
+    grad_E,
+    use_E,
+):
     """Reverse sweep over the recorded steps; returns (grad_x0, grad_p, n_vjp)."""
     f = rhs_from(f_addr[0], f_addr[1])
     g = rhs_from(g_addr[0], g_addr[1])
@@ -47,11 +69,32 @@ def sde_discrete_sweep(f_addr, g_addr, fv_addr, gv_addr, M, V, delta, error_term
         for m in range(n):
             x_bar[m] = 0.0
         Eb = grad_E[j] if use_E else 0.0
-        n_vjp += sri_step_vjp(f, g, f_vjp, g_vjp, M, V, delta, error_terms, step_t[j], step_dt[j], step_x[j], p,
-                              step_dW[j], step_dZ[j], stride, rtol, atol, a, Eb, x_bar, p_bar)
+        n_vjp += sri_step_vjp(
+            f,
+            g,
+            f_vjp,
+            g_vjp,
+            M,
+            V,
+            delta,
+            error_terms,
+            step_t[j],
+            step_dt[j],
+            step_x[j],
+            p,
+            step_dW[j],
+            step_dZ[j],
+            stride,
+            rtol,
+            atol,
+            a,
+            Eb,
+            x_bar,
+            p_bar,
+        )
         for m in range(n):
             a[m] = x_bar[m]
-    while k >= 0:   # save points at t0 (x0 itself)
+    while k >= 0:  # save points at t0 (x0 itself)
         for m in range(n):
             a[m] += grad_x[k, m]
         k -= 1
@@ -91,9 +134,30 @@ def sde_discrete_adjoint(sol, f_vjp, g_vjp, grad_x=None, grad_E=None) -> Adjoint
     M, V, delta, eterms = pack_tableau(sol.method)
     o = sol.options
     st = sol.steps
-    gx0, gp, n_vjp = sde_discrete_sweep(o["f"].addresses, o["g"].addresses, fv.addresses, gv.addresses, M, V,
-                                        delta, eterms, st.t, st.dt, st.x, st.dW, st.dZ, o["stride"], sol.p,
-                                        o["rtol"], o["atol"], sol.save_step, gx, gE, use_E)
+    gx0, gp, n_vjp = sde_discrete_sweep(
+        o["f"].addresses,
+        o["g"].addresses,
+        fv.addresses,
+        gv.addresses,
+        M,
+        V,
+        delta,
+        eterms,
+        st.t,
+        st.dt,
+        st.x,
+        st.dW,
+        st.dZ,
+        o["stride"],
+        sol.p,
+        o["rtol"],
+        o["atol"],
+        sol.save_step,
+        gx,
+        gE,
+        use_E,
+    )
     assert gx0.size == n
-    return AdjointResult(grad_y0=gx0, grad_p=gp, nfe_backward=int(n_vjp), method="sde_discrete",
-                         stats=dict(steps=n_steps))
+    return AdjointResult(
+        grad_y0=gx0, grad_p=gp, nfe_backward=int(n_vjp), method="sde_discrete", stats=dict(steps=n_steps)
+    )

@@ -24,6 +24,7 @@ the anchor times — in particular W(t1) — are the same whatever the tolerance
 between anchors is sampled where the steps need it.  Bridges use the length of the interval the bridged
 increment was drawn over (the old dt; DiffEqNoiseProcess PR #307).
 """
+
 from __future__ import annotations
 
 import math
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
+
 
 @dataclass
 class SDEPath:
@@ -70,7 +72,7 @@ def grid_indices(grid, times, name):
     """Indices of ``times`` in the sorted ``grid`` (each within 1e-12·max(1,|t|)); ValueError naming ``name``."""
     idx = np.searchsorted(grid, times)
     out = np.empty(times.size, dtype=np.int64)
-    for k, (ts, i) in enumerate(zip(times, idx)):
+    for k, (ts, i) in enumerate(zip(times, idx, strict=True)):
         best = None
         for j in (i - 1, i):
             if 0 <= j < grid.size and abs(grid[j] - ts) <= 1e-12 * max(1.0, abs(ts)):
@@ -96,7 +98,7 @@ def rng_state(seed=None, rng=None):
     """The xoshiro256** state (uint64[4]) for an integer ``seed`` (expanded by splitmix64), or seeded from
     one draw of the NumPy Generator ``rng`` (which is consumed), or from fresh OS entropy if both are None."""
     if rng is not None:
-        seed = int(rng.integers(0, 2 ** 63, dtype=np.int64))
+        seed = int(rng.integers(0, 2**63, dtype=np.int64))
     elif seed is None:
         seed = int(np.random.SeedSequence().entropy) & _MASK64
     x = int(seed) & _MASK64
@@ -192,7 +194,7 @@ def rswm_init(stops, t0, m, rng):
     cur = np.zeros(w)
     rows = np.empty((n_a, w))
     prev = t0
-    for a in range(n_a):   # drawn forward in time: the anchors are the seed's first draws
+    for a in range(n_a):  # drawn forward in time: the anchors are the seed's first draws
         rows[a, 0] = prev
         rows[a, 1] = stops[a]
         sd = math.sqrt(max(stops[a] - prev, 0.0))
@@ -234,7 +236,7 @@ def rswm_setup(S1, S2, cnt, t, t_new, rng, cur):
         for k in range(2, w):
             cur[k] += piece[k]
         pos = piece[1]
-    if pos < t_new:   # beyond all stored information: fresh draw
+    if pos < t_new:  # beyond all stored information: fresh draw
         sd = math.sqrt(t_new - pos)
         piece[0] = pos
         piece[1] = t_new
@@ -308,7 +310,7 @@ class RSwM3:
 
     def _increments(self):
         m = self.m
-        return self._cur[2:2 + m].copy(), self._cur[2 + m:].copy()
+        return self._cur[2 : 2 + m].copy(), self._cur[2 + m :].copy()
 
     @property
     def dt(self):
@@ -316,13 +318,11 @@ class RSwM3:
         return float(self._cur[1] - self._cur[0])
 
     def propose(self, dt):
-        self._S1, self._S2 = rswm_setup(self._S1, self._S2, self._cnt, self.t, self.t + float(dt), self.rng,
-                                        self._cur)
+        self._S1, self._S2 = rswm_setup(self._S1, self._S2, self._cnt, self.t, self.t + float(dt), self.rng, self._cur)
         return self._increments()
 
     def reject(self, dt_new):
-        self._S1, self._S2 = rswm_reject(self._S1, self._S2, self._cnt, self.t + float(dt_new), self.rng,
-                                         self._cur)
+        self._S1, self._S2 = rswm_reject(self._S1, self._S2, self._cnt, self.t + float(dt_new), self.rng, self._cur)
         return self._increments()
 
     def accept(self):

@@ -15,11 +15,11 @@ through the step's stages, pulled back by :func:`~lrnde_np.sde.step.sri_step_vjp
 ``integrator.opts.delta``, whose default was 1/6 for every SRI method in older StochasticDiffEq versions
 (``local-regularization.md``); pass ``delta=1/6`` to reproduce that.
 """
+
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 from numba import njit
@@ -38,7 +38,7 @@ class SDELocalReg:
     the noise used, E_est, and the drift/diffusion/VJP evaluation counts."""
 
     value: float
-    grad_p: Optional[np.ndarray]
+    grad_p: np.ndarray | None
     dt: float
     t_reg: float
     error_estimate: float
@@ -65,30 +65,86 @@ def _sde_reg_dt(f_addr, g_addr, t_reg, t1, x, p, order, rtol, atol):
     g = rhs_from(g_addr[0], g_addr[1])
     n = x.size
     dtmin = 16.0 * 2.220446049250313e-16 * max(abs(t_reg), abs(t1), 1.0)
-    return sde_initial_step(f, g, t_reg, x, p, order, rtol, atol, dtmin, t1 - t_reg, np.empty(n), np.empty(n),
-                            np.empty(n), np.empty(n), np.empty(n))
+    return sde_initial_step(
+        f,
+        g,
+        t_reg,
+        x,
+        p,
+        order,
+        rtol,
+        atol,
+        dtmin,
+        t1 - t_reg,
+        np.empty(n),
+        np.empty(n),
+        np.empty(n),
+        np.empty(n),
+        np.empty(n),
+    )
 
 
 @njit(cache=True)
-def _step_value_and_grad(f_addr, g_addr, fv_addr, gv_addr, M, V, delta, error_terms, t, h, x, p, dW, dZ, stride,
-                         rtol, atol, compute_grad, grad_p):
+def _step_value_and_grad(
+    f_addr,
+    g_addr,
+    fv_addr,
+    gv_addr,
+    M,
+    V,
+    delta,
+    error_terms,
+    t,
+    h,
+    x,
+    p,
+    dW,
+    dZ,
+    stride,
+    rtol,
+    atol,
+    compute_grad,
+    grad_p,
+):
     """(R, E_est, nf, ng, n_vjp) of one frozen step; dR/dp into grad_p when compute_grad."""
     f = rhs_from(f_addr[0], f_addr[1])
     g = rhs_from(g_addr[0], g_addr[1])
     s = V.shape[1]
     n = x.size
     H0, H1, F, G, x_new, err = sri_workspace(s, n)
-    E, nf, ng = sri_step(f, g, M, V, delta, error_terms, t, h, x, p, dW, dZ, stride, rtol, atol, H0, H1, F, G,
-                         x_new, err)
+    E, nf, ng = sri_step(
+        f, g, M, V, delta, error_terms, t, h, x, p, dW, dZ, stride, rtol, atol, H0, H1, F, G, x_new, err
+    )
     n_vjp = 0
     if compute_grad:
         f_vjp = vjp_from(fv_addr[0], fv_addr[1])
         g_vjp = vjp_from(gv_addr[0], gv_addr[1])
         grad_p[:] = 0.0
         x_bar = np.zeros(n)
-        n_vjp = sri_step_vjp(f, g, f_vjp, g_vjp, M, V, delta, error_terms, t, h, x, p, dW, dZ, stride, rtol, atol,
-                             np.zeros(n), h, x_bar, grad_p)
-        for i in range(s):   # the VJP recomputes the stages
+        n_vjp = sri_step_vjp(
+            f,
+            g,
+            f_vjp,
+            g_vjp,
+            M,
+            V,
+            delta,
+            error_terms,
+            t,
+            h,
+            x,
+            p,
+            dW,
+            dZ,
+            stride,
+            rtol,
+            atol,
+            np.zeros(n),
+            h,
+            x_bar,
+            grad_p,
+        )
+        for i in range(s):  # the VJP recomputes the stages
             nf += int(V[7, i])
             ng += int(V[8, i])
     return E * h, E, nf, ng, n_vjp
@@ -111,14 +167,30 @@ def _prepare(method, noise, delta, x, p):
 
 def _vjp_addresses(f_vjp, g_vjp, needed):
     if not needed:
-        return (0, 0), (0, 0)   # never called
+        return (0, 0), (0, 0)  # never called
     if f_vjp is None or g_vjp is None:
         raise ValueError("f_vjp and g_vjp are required for the regularizer's gradient (or compute_grad=False)")
     return as_compiled(f_vjp, "vjp", "f_vjp").addresses, as_compiled(g_vjp, "vjp", "g_vjp").addresses
 
 
-def sde_frozen_step_regularizer(f, g, f_vjp, g_vjp, t_reg, dt, x_reg, p, dW, dZ, rtol=1e-2, atol=1e-2,
-                                method="sosri", noise="diagonal", delta=None, compute_grad=True):
+def sde_frozen_step_regularizer(
+    f,
+    g,
+    f_vjp,
+    g_vjp,
+    t_reg,
+    dt,
+    x_reg,
+    p,
+    dW,
+    dZ,
+    rtol=1e-2,
+    atol=1e-2,
+    method="sosri",
+    noise="diagonal",
+    delta=None,
+    compute_grad=True,
+):
     """R = E_est·dt of one step with the given dt and noise (ΔW, ΔZ), and dR/dp with x_reg held constant.
 
     The differentiable part of :func:`sde_local_regularizer`. Returns ``(R, grad_p or None, E_est)``.
@@ -140,13 +212,29 @@ def sde_frozen_step_regularizer(f, g, f_vjp, g_vjp, t_reg, dt, x_reg, p, dW, dZ,
     ga = as_compiled(g, "rhs", "g").addresses
     fva, gva = _vjp_addresses(f_vjp, g_vjp, compute_grad)
     grad_p = np.zeros(p.size)
-    R, E, _, _, _ = _step_value_and_grad(fa, ga, fva, gva, M, V, d, et, t_reg, dt, x, p, dW, dZ, stride, rtol,
-                                         atol_arr, bool(compute_grad), grad_p)
+    R, E, _, _, _ = _step_value_and_grad(
+        fa, ga, fva, gva, M, V, d, et, t_reg, dt, x, p, dW, dZ, stride, rtol, atol_arr, bool(compute_grad), grad_p
+    )
     return float(R), (grad_p if compute_grad else None), float(E)
 
 
-def sde_local_regularizer(f, g, f_vjp, g_vjp, t_reg, t1, x_reg, p, rng, rtol=1e-2, atol=1e-2, method="sosri",
-                          noise="diagonal", delta=None, compute_grad=True) -> SDELocalReg:
+def sde_local_regularizer(
+    f,
+    g,
+    f_vjp,
+    g_vjp,
+    t_reg,
+    t1,
+    x_reg,
+    p,
+    rng,
+    rtol=1e-2,
+    atol=1e-2,
+    method="sosri",
+    noise="diagonal",
+    delta=None,
+    compute_grad=True,
+) -> SDELocalReg:
     """The SDE local regularizer at t_reg: one SRI step from ``x_reg = X(t_reg)`` on (t_reg, t1).
 
     Parameters
@@ -175,7 +263,36 @@ def sde_local_regularizer(f, g, f_vjp, g_vjp, t_reg, t1, x_reg, p, rng, rtol=1e-
     dZ = rng.standard_normal(m) * sq
     fva, gva = _vjp_addresses(f_vjp, g_vjp, compute_grad)
     grad_p = np.zeros(p.size)
-    R, E, nf, ng, nv = _step_value_and_grad(fh.addresses, gh.addresses, fva, gva, M, V, d, et, t_reg, dt, x, p, dW,
-                                            dZ, stride, rtol_f, atol_arr, bool(compute_grad), grad_p)
-    return SDELocalReg(value=float(R), grad_p=grad_p if compute_grad else None, dt=float(dt), t_reg=t_reg,
-                       error_estimate=float(E), dW=dW, dZ=dZ, nfe=int(nf0 + nf), nge=int(ng0 + ng), n_vjp=int(nv))
+    R, E, nf, ng, nv = _step_value_and_grad(
+        fh.addresses,
+        gh.addresses,
+        fva,
+        gva,
+        M,
+        V,
+        d,
+        et,
+        t_reg,
+        dt,
+        x,
+        p,
+        dW,
+        dZ,
+        stride,
+        rtol_f,
+        atol_arr,
+        bool(compute_grad),
+        grad_p,
+    )
+    return SDELocalReg(
+        value=float(R),
+        grad_p=grad_p if compute_grad else None,
+        dt=float(dt),
+        t_reg=t_reg,
+        error_estimate=float(E),
+        dW=dW,
+        dZ=dZ,
+        nfe=int(nf0 + nf),
+        nge=int(ng0 + ng),
+        n_vjp=int(nv),
+    )

@@ -12,10 +12,10 @@ step (no SDE interpolation is needed, and the discrete adjoint is exact).  The n
 (:mod:`lrnde_np.sde.brownian`); the accepted steps' (t, dt, ΔW, ΔZ) can be recorded and replayed exactly
 with ``path=sol.path``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 import numpy as np
 from numba import njit
@@ -23,11 +23,29 @@ from numba import njit
 from .._jit import check_interrupt
 from .._types import rhs_from
 from ..ode.control import DT0, DTMAX, DTMIN, N_CONTROL, QOLDINIT, pi_defaults, pi_propose
-from ..ode.loop import (DT_MIN, MAX_STEPS, NONFINITE, SIGNAL_CHECK_EVERY, STATUS_MESSAGES, STEP_STUCK,
-                        SUCCESS, _all_finite, _grow1, _grow2)
+from ..ode.loop import (
+    DT_MIN,
+    MAX_STEPS,
+    NONFINITE,
+    SIGNAL_CHECK_EVERY,
+    STATUS_MESSAGES,
+    STEP_STUCK,
+    SUCCESS,
+    _all_finite,
+    _grow1,
+    _grow2,
+)
 from ..ode.rhs import as_compiled, check_user_function
-from ..ode.solve import (as_real, check_array, check_controller, check_max_steps, check_positive, check_tolerances,
-                         validate_saveat, validate_span)
+from ..ode.solve import (
+    as_real,
+    check_array,
+    check_controller,
+    check_max_steps,
+    check_positive,
+    check_tolerances,
+    validate_saveat,
+    validate_span,
+)
 from .brownian import SDEPath, grid_indices, rng_state, rswm_init, rswm_reject, rswm_setup
 from .step import pack_tableau, sde_initial_step, sri_step, sri_workspace
 from .tableaus import SRITableau, get_sde_tableau
@@ -38,7 +56,7 @@ NOISE_TYPES = ("diagonal", "scalar")
 def sde_controller_defaults(order: float = 1.5) -> dict:
     """StochasticDiffEq's PI controller for SDEs (§4.8): β1 = 7/(10·order), β2 = 2/(5·order) (7/15, 4/15 for
     order 3/2), γ = 9/10, qmin = 1/5, qmax = 9/8, qoldinit = 1e-4."""
-    return dict(pi_defaults(order), qmax=9.0 / 8.0)   # the ODE gains, with StochasticDiffEq's smaller qmax
+    return dict(pi_defaults(order), qmax=9.0 / 8.0)  # the ODE gains, with StochasticDiffEq's smaller qmax
 
 
 @dataclass
@@ -64,17 +82,17 @@ class SDEStepRecords:
 @dataclass
 class SDESolution:
     t: np.ndarray
-    x: np.ndarray                       # (len(t), n)
+    x: np.ndarray  # (len(t), n)
     status: int
     message: str
-    stats: dict                         # nfe (f calls), nge (g calls), accepted, rejected
+    stats: dict  # nfe (f calls), nge (g calls), accepted, rejected
     method: SRITableau
     t_span: tuple
     noise: str
-    steps: Optional[SDEStepRecords] = None
-    save_step: Optional[np.ndarray] = None   # index of the accepted step ending at each saved point (-1: x0)
-    t_end: float = 0.0                       # time reached (t1 on success)
-    p: Optional[np.ndarray] = field(default=None, repr=False)
+    steps: SDEStepRecords | None = None
+    save_step: np.ndarray | None = None  # index of the accepted step ending at each saved point (-1: x0)
+    t_end: float = 0.0  # time reached (t1 on success)
+    p: np.ndarray | None = field(default=None, repr=False)
     options: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -99,8 +117,34 @@ class SDESolution:
 
 
 @njit(cache=True)
-def sde_loop(f_addr, g_addr, M, V, delta, error_terms, order, t0, t1, x0, p, rtol, atol, saveat, stops, ctrl,
-             adaptive, max_steps, record, stride, m, rng, path_t, path_W, path_Z, use_path):
+def sde_loop(
+    f_addr,
+    g_addr,
+    M,
+    V,
+    delta,
+    error_terms,
+    order,
+    t0,
+    t1,
+    x0,
+    p,
+    rtol,
+    atol,
+    saveat,
+    stops,
+    ctrl,
+    adaptive,
+    max_steps,
+    record,
+    stride,
+    m,
+    rng,
+    path_t,
+    path_W,
+    path_Z,
+    use_path,
+):
     """Integrate the SDE from t0 to t1 (t1 > t0).
 
     ``stops``: the sorted times > t0 every step is clipped to (the save times and t1); they are also the
@@ -184,7 +228,7 @@ def sde_loop(f_addr, g_addr, M, V, delta, error_terms, order, t0, t1, x0, p, rto
 
     while status == SUCCESS and t < t1:
         if (n_steps + rejected) % SIGNAL_CHECK_EVERY == SIGNAL_CHECK_EVERY - 1:
-            check_interrupt()   # Ctrl-C: KeyboardInterrupt within milliseconds (see _jit.check_interrupt)
+            check_interrupt()  # Ctrl-C: KeyboardInterrupt within milliseconds (see _jit.check_interrupt)
         if use_path:
             if n_steps >= n_path:
                 break
@@ -193,7 +237,7 @@ def sde_loop(f_addr, g_addr, M, V, delta, error_terms, order, t0, t1, x0, p, rto
             for k in range(m):
                 dW[k] = path_W[n_steps, k]
                 dZ[k] = path_Z[n_steps, k]
-        elif n_steps + rejected >= max_steps:   # rejected attempts count too: no setting loops forever
+        elif n_steps + rejected >= max_steps:  # rejected attempts count too: no setting loops forever
             status = MAX_STEPS
             break
         elif not retry:
@@ -213,8 +257,9 @@ def sde_loop(f_addr, g_addr, M, V, delta, error_terms, order, t0, t1, x0, p, rto
             for k in range(m):
                 dW[k] = cur[2 + k]
                 dZ[k] = cur[2 + m + k]
-        E, ef, eg = sri_step(f, g, M, V, delta, error_terms, t, h, x, p, dW, dZ, stride, rtol, atol, H0, H1, F, G,
-                             x_new, err)
+        E, ef, eg = sri_step(
+            f, g, M, V, delta, error_terms, t, h, x, p, dW, dZ, stride, rtol, atol, H0, H1, F, G, x_new, err
+        )
         nfe += ef
         nge += eg
         finite = _all_finite(x_new)
@@ -295,8 +340,24 @@ def sde_loop(f_addr, g_addr, M, V, delta, error_terms, order, t0, t1, x0, p, rto
         step_E = step_E[:n_steps]
         step_dW = step_dW[:n_steps]
         step_dZ = step_dZ[:n_steps]
-    return (status, t_save[:n_save], x_save[:n_save], save_step[:n_save], nfe, nge, accepted, rejected, t,
-            step_t, step_dt, step_E, step_x, step_dW, step_dZ, n_steps)
+    return (
+        status,
+        t_save[:n_save],
+        x_save[:n_save],
+        save_step[:n_save],
+        nfe,
+        nge,
+        accepted,
+        rejected,
+        t,
+        step_t,
+        step_dt,
+        step_E,
+        step_x,
+        step_dW,
+        step_dZ,
+        n_steps,
+    )
 
 
 def _noise_state(seed, rng, needed):
@@ -374,9 +435,28 @@ def _validate_path(path, t0, t1, m, needs_dz):
     return pt, pW, pZ
 
 
-def solve_sde(f, g, t_span, x0, p=None, method="sosri", rtol=1e-2, atol=1e-2, saveat=None, seed=None, rng=None,
-              noise="diagonal", dt=None, adaptive=None, max_steps=100_000, record_steps=False, path=None,
-              dtmin=None, dtmax=None, controller=None) -> SDESolution:
+def solve_sde(
+    f,
+    g,
+    t_span,
+    x0,
+    p=None,
+    method="sosri",
+    rtol=1e-2,
+    atol=1e-2,
+    saveat=None,
+    seed=None,
+    rng=None,
+    noise="diagonal",
+    dt=None,
+    adaptive=None,
+    max_steps=100_000,
+    record_steps=False,
+    path=None,
+    dtmin=None,
+    dtmax=None,
+    controller=None,
+) -> SDESolution:
     """Solve the Itô SDE dX = f(t, X; p) dt + g(t, X; p) ⊙ dW on ``t_span`` = (t0, t1), t1 > t0.
 
     Parameters
@@ -429,7 +509,7 @@ def solve_sde(f, g, t_span, x0, p=None, method="sosri", rtol=1e-2, atol=1e-2, sa
         if adaptive:
             raise ValueError("adaptive: a given path fixes the steps; use adaptive=None/False with path")
         adaptive = False
-        if ts is not None:   # snap save times to the grid (they must lie on it)
+        if ts is not None:  # snap save times to the grid (they must lie on it)
             ts = np.ascontiguousarray(pt[grid_indices(pt, ts, "saveat")])
     else:
         pt, pW, pZ = np.zeros(1), np.zeros((0, m)), np.zeros((0, m))
@@ -442,7 +522,7 @@ def solve_sde(f, g, t_span, x0, p=None, method="sosri", rtol=1e-2, atol=1e-2, sa
     ctrl = _control_array(tab.controller_order, t1 - t0, dt, dtmin, dtmax, controller, t0, t1)
     rhs_f = as_compiled(f, "rhs", "f")
     rhs_g = as_compiled(g, "rhs", "g")
-    check_user_function(rhs_f, "rhs", "f", t0, x0, p)   # once per function and sizes (ode/rhs.py)
+    check_user_function(rhs_f, "rhs", "f", t0, x0, p)  # once per function and sizes (ode/rhs.py)
     check_user_function(rhs_g, "rhs", "g", t0, x0, p)
     M, V, delta, eterms = pack_tableau(tab)
 
@@ -450,21 +530,73 @@ def solve_sde(f, g, t_span, x0, p=None, method="sosri", rtol=1e-2, atol=1e-2, sa
     inner = save[(save > t0) & (save < t1)] if save.size else save
     stops = np.ascontiguousarray(np.append(np.unique(inner), t1))
     record = bool(record_steps)
-    out = sde_loop(rhs_f.addresses, rhs_g.addresses, M, V, delta, eterms, tab.order, t0, t1, x0, p, rtol,
-                   atol_arr, np.ascontiguousarray(save), stops, ctrl, bool(adaptive), int(max_steps), record,
-                   stride, m, gen, pt, pW, pZ, use_path)
-    (status, t_save, x_save, save_step, nfe, nge, accepted, rejected, t_end, step_t, step_dt, step_E, step_x,
-     step_dW, step_dZ, n_steps) = out
+    out = sde_loop(
+        rhs_f.addresses,
+        rhs_g.addresses,
+        M,
+        V,
+        delta,
+        eterms,
+        tab.order,
+        t0,
+        t1,
+        x0,
+        p,
+        rtol,
+        atol_arr,
+        np.ascontiguousarray(save),
+        stops,
+        ctrl,
+        bool(adaptive),
+        int(max_steps),
+        record,
+        stride,
+        m,
+        gen,
+        pt,
+        pW,
+        pZ,
+        use_path,
+    )
+    (
+        status,
+        t_save,
+        x_save,
+        save_step,
+        nfe,
+        nge,
+        accepted,
+        rejected,
+        t_end,
+        step_t,
+        step_dt,
+        step_E,
+        step_x,
+        step_dW,
+        step_dZ,
+        n_steps,
+    ) = out
     status = int(status)
     if use_path and status == SUCCESS and t_end < t1:
-        status = MAX_STEPS   # cannot happen for a validated path; kept as a guard
+        status = MAX_STEPS  # cannot happen for a validated path; kept as a guard
     steps = SDEStepRecords(step_t, step_dt, step_E, step_x, step_dW, step_dZ) if record else None
     message = STATUS_MESSAGES[status]
     if status != SUCCESS:
         message += f" (reached t = {t_end:.6g})"
-    return SDESolution(t=t_save, x=x_save, status=status, message=message,
-                       stats=dict(nfe=int(nfe), nge=int(nge), accepted=int(accepted), rejected=int(rejected)),
-                       method=tab, t_span=(t0, t1), noise=noise, steps=steps, save_step=save_step,
-                       t_end=float(t_end), p=p,
-                       options=dict(rtol=rtol, atol=atol_arr, adaptive=bool(adaptive), f=rhs_f, g=rhs_g,
-                                    stride=stride, m=m, use_path=use_path))
+    return SDESolution(
+        t=t_save,
+        x=x_save,
+        status=status,
+        message=message,
+        stats=dict(nfe=int(nfe), nge=int(nge), accepted=int(accepted), rejected=int(rejected)),
+        method=tab,
+        t_span=(t0, t1),
+        noise=noise,
+        steps=steps,
+        save_step=save_step,
+        t_end=float(t_end),
+        p=p,
+        options=dict(
+            rtol=rtol, atol=atol_arr, adaptive=bool(adaptive), f=rhs_f, g=rhs_g, stride=stride, m=m, use_path=use_path
+        ),
+    )

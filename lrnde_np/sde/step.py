@@ -15,6 +15,7 @@ Iterated integrals (``solver-facts.md`` §4.1), per component with w = ΔW, z = 
     chi2 = I_(1,0)/h    = (w + z/√3) / 2
     chi3 = I_(1,1,1)/h  = (w³ - 3hw) / (6h)
 """
+
 from __future__ import annotations
 
 import math
@@ -39,8 +40,11 @@ def pack_tableau(tab):
     if hit is not None and hit[0] is tab:
         return hit[1]
     M = np.ascontiguousarray(np.stack([tab.A0, tab.A1, tab.B0, tab.B1]))
-    V = np.ascontiguousarray(np.stack([tab.c0, tab.c1, tab.alpha, tab.beta1, tab.beta2, tab.beta3, tab.beta4,
-                                       tab.need_f, tab.need_g, tab.f_alias]))
+    V = np.ascontiguousarray(
+        np.stack(
+            [tab.c0, tab.c1, tab.alpha, tab.beta1, tab.beta2, tab.beta3, tab.beta4, tab.need_f, tab.need_g, tab.f_alias]
+        )
+    )
     packed = (M, V, float(tab.delta), int(tab.error_terms))
     if len(_PACKED) < 64:
         _PACKED[id(tab)] = (tab, packed)
@@ -87,7 +91,7 @@ def sri_stages(f, g, M, V, t, h, x, p, dW, dZ, stride, H0, H1, F, G):
             H0[i, m] = x[m] + h * a0 + chi2 * b0
             H1[i, m] = x[m] + h * a1 + sqh * b1
         if V[F_ALIAS, i] >= 0.0:
-            for m in range(n):   # element loops, not slice copies: a slice copy needs NRT on a GPU
+            for m in range(n):  # element loops, not slice copies: a slice copy needs NRT on a GPU
                 F[i, m] = F[int(V[F_ALIAS, i]), m]
         elif V[NEED_F, i] != 0.0:
             f(t + V[C0, i] * h, H0[i], p, F[i])
@@ -140,8 +144,9 @@ def sri_step(f, g, M, V, delta, error_terms, t, h, x, p, dW, dZ, stride, rtol, a
 
 
 @njit(cache=True)
-def sri_step_vjp(f, g, f_vjp, g_vjp, M, V, delta, error_terms, t, h, x, p, dW, dZ, stride, rtol, atol,
-                 xnew_bar, E_bar, x_bar, p_bar):
+def sri_step_vjp(
+    f, g, f_vjp, g_vjp, M, V, delta, error_terms, t, h, x, p, dW, dZ, stride, rtol, atol, xnew_bar, E_bar, x_bar, p_bar
+):
     """Reverse sweep through one step with the noise (dW, dZ) and h held fixed.
 
     Given the cotangents ``xnew_bar`` of x_{n+1} and ``E_bar`` of E_est, accumulates into ``x_bar`` (of x_n)
@@ -186,7 +191,7 @@ def sri_step_vjp(f, g, f_vjp, g_vjp, M, V, delta, error_terms, t, h, x, p, dW, d
     h0b = np.empty(n)
     n_vjp = 0
     for i in range(s - 1, -1, -1):
-        if V[F_ALIAS, i] >= 0.0:   # F_i is F_j: its cotangent goes to stage j (processed later)
+        if V[F_ALIAS, i] >= 0.0:  # F_i is F_j: its cotangent goes to stage j (processed later)
             j = int(V[F_ALIAS, i])
             for m in range(n):
                 Fb[j, m] += Fb[i, m]
@@ -214,8 +219,7 @@ def sri_step_vjp(f, g, f_vjp, g_vjp, M, V, delta, error_terms, t, h, x, p, dW, d
 
 
 @njit(cache=True)
-def sde_initial_step(f, g, t0, x0, p, order, rtol, atol, dtmin, dtmax, work_f0, work_g0, work_x, work_f1,
-                     work_g1):
+def sde_initial_step(f, g, t0, x0, p, order, rtol, atol, dtmin, dtmax, work_f0, work_g0, work_x, work_f1, work_g1):
     """StochasticDiffEq's ``sde_determine_initdt`` (Hairer's rule with the noise folded in, §2.3).
 
     sk = atol + |x0|·rtol; d0 = ‖x0/sk‖, d1 = ‖max(|f0 + 3g0|, |f0 - 3g0|)/sk‖ (RMS norms);

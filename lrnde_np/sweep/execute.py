@@ -9,6 +9,7 @@ failed and an ETA.
 ``--scheduler ADDRESS``: the workers must import this version of ``lrnde_np`` and see the sweep directory at
 the same absolute path (a shared file system), because they write the records themselves.
 """
+
 from __future__ import annotations
 
 import os
@@ -66,10 +67,12 @@ class SweepProgress:
         return mean * self.remaining / self.slots
 
     def line(self, last=""):
-        return (f"[sweep] {self.done + self.skipped}/{self.total} done ({self.skipped} skipped), "
-                f"{self.running} running, {self.failed} failed, {self.remaining} to go; ETA "
-                f"{_fmt_seconds(self.eta())}; elapsed {_fmt_seconds(time.perf_counter() - self.start)}"
-                + (f"  | {last}" if last else ""))
+        return (
+            f"[sweep] {self.done + self.skipped}/{self.total} done ({self.skipped} skipped), "
+            f"{self.running} running, {self.failed} failed, {self.remaining} to go; ETA "
+            f"{_fmt_seconds(self.eta())}; elapsed {_fmt_seconds(time.perf_counter() - self.start)}"
+            + (f"  | {last}" if last else "")
+        )
 
     def update(self, summary):
         if summary["status"] == "ok":
@@ -91,13 +94,24 @@ def _record_lost_cell(cell, out_dir, error):
     rec = read_record(path)
     if rec is not None and rec.get("status") == "ok":
         return dict(id=rec["id"], status="ok", error=None, wall_time=rec.get("timing", {}).get("wall_time"))
-    atomic_write_json(path, dict(format=RECORD_FORMAT, id=cell_id(cell), cell=cell, versions=versions(),
-                                 status="failed", error=error, timing=dict(finished=time.time())))
+    atomic_write_json(
+        path,
+        dict(
+            format=RECORD_FORMAT,
+            id=cell_id(cell),
+            cell=cell,
+            versions=versions(),
+            status="failed",
+            error=error,
+            timing=dict(finished=time.time()),
+        ),
+    )
     return dict(id=cell_id(cell), status="failed", error=error, wall_time=None)
 
 
-def run_sweep(cells, out_dir, workers=1, scheduler=None, checkpoint_every=50, progress=True, stream=None,
-              keep_checkpoints=False):
+def run_sweep(
+    cells, out_dir, workers=1, scheduler=None, checkpoint_every=50, progress=True, stream=None, keep_checkpoints=False
+):
     """Run every cell without an "ok" record; returns dict(ran, skipped, ok, failed, summaries).
 
     ``workers`` processes of a new ``LocalCluster`` (one thread each), or the cluster at ``scheduler``.
@@ -120,8 +134,9 @@ def run_sweep(cells, out_dir, workers=1, scheduler=None, checkpoint_every=50, pr
 
         cluster = None
         if scheduler is None:
-            cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
-                                   dashboard_address=":0", host="127.0.0.1")   # any free port: no clash
+            cluster = LocalCluster(
+                n_workers=int(workers), threads_per_worker=1, processes=True, dashboard_address=":0", host="127.0.0.1"
+            )  # any free port: no clash
             client = Client(cluster)
         else:
             client = Client(scheduler, timeout=30)
@@ -133,14 +148,22 @@ def run_sweep(cells, out_dir, workers=1, scheduler=None, checkpoint_every=50, pr
                 print(prog.line(f"on {where}"), file=prog.stream, flush=True)
             futures, cell_of = [], {}
             for cell in to_run:
-                fut = client.submit(run_cell, cell, out_dir, checkpoint_every, keep_checkpoints, pure=False,
-                                    key=f"cell-{cell_id(cell)}-{time.time_ns()}", retries=0)
+                fut = client.submit(
+                    run_cell,
+                    cell,
+                    out_dir,
+                    checkpoint_every,
+                    keep_checkpoints,
+                    pure=False,
+                    key=f"cell-{cell_id(cell)}-{time.time_ns()}",
+                    retries=0,
+                )
                 futures.append(fut)
                 cell_of[fut.key] = cell
             for fut in as_completed(futures):
                 try:
                     s = fut.result()
-                except Exception as exc:   # the worker died or the task could not run
+                except Exception as exc:  # the worker died or the task could not run
                     s = _record_lost_cell(cell_of[fut.key], out_dir, f"{type(exc).__name__}: {exc}")
                 summaries.append(s)
                 prog.update(s)
@@ -150,4 +173,3 @@ def run_sweep(cells, out_dir, workers=1, scheduler=None, checkpoint_every=50, pr
                 cluster.close()
     ok = sum(1 for s in summaries if s["status"] == "ok")
     return dict(ran=len(to_run), skipped=len(finished), ok=ok, failed=len(summaries) - ok, summaries=summaries)
-

@@ -12,6 +12,7 @@ same command always names the same cells, and a record on disk is matched to its
 Vanilla and global cells carry semantics "-" (the gradient semantics is a property of the local step only);
 vanilla cells carry λ = 0.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -19,14 +20,29 @@ import json
 import math
 
 METHODS = ("vanilla", "global", "local-unbiased", "local-biased")
-SEMANTICS = ("paper", "exact")          # paper: k1 frozen (the paper's gradient); exact: k1 differentiated
+SEMANTICS = ("paper", "exact")  # paper: k1 frozen (the paper's gradient); exact: k1 differentiated
 TASKS = ("spiral", "mnist", "mnist-sde")
 AGGREGATES = ("sum", "mean")
 SCHEDULES = ("constant", "exponential")
 
 #: Training/task options a cell's ``common`` part may hold, with the defaults of a sweep.
-COMMON_KEYS = ("task", "rtol", "atol", "iters", "batch_size", "lr", "hidden", "adjoint", "data", "n_train", "n_val",
-               "split_seed", "val_seed", "eval_batches", "eval_batch_size")
+COMMON_KEYS = (
+    "task",
+    "rtol",
+    "atol",
+    "iters",
+    "batch_size",
+    "lr",
+    "hidden",
+    "adjoint",
+    "data",
+    "n_train",
+    "n_val",
+    "split_seed",
+    "val_seed",
+    "eval_batches",
+    "eval_batch_size",
+)
 
 
 def canonical(obj) -> str:
@@ -43,8 +59,10 @@ def cell_id(cell) -> str:
     reg, common = cell["reg"], cell["common"]
     digest = hashlib.sha1(canonical(cell).encode()).hexdigest()[:10]
     sem = reg["semantics"] if reg["semantics"] != "-" else "na"
-    return (f"{common['task']}-{reg['method']}-{sem}-lam{_num(reg['lam'])}-rtol{_num(common['rtol'])}"
-            f"-s{cell['seed']}-{digest}")
+    return (
+        f"{common['task']}-{reg['method']}-{sem}-lam{_num(reg['lam'])}-rtol{_num(common['rtol'])}"
+        f"-s{cell['seed']}-{digest}"
+    )
 
 
 def config_key(cell) -> str:
@@ -75,9 +93,22 @@ def _positive_floats(values, name):
     return out
 
 
-def build_grid(common, methods, lambdas, seeds, semantics=("paper",), rtols=None, lambdas_global=None,
-               schedule="constant", lambda_end_ratio=None, global_aggregate="sum", global_schedule=None,
-               global_lambda_end_ratio=None, heuristic="error", atol_ratio=None):
+def build_grid(
+    common,
+    methods,
+    lambdas,
+    seeds,
+    semantics=("paper",),
+    rtols=None,
+    lambdas_global=None,
+    schedule="constant",
+    lambda_end_ratio=None,
+    global_aggregate="sum",
+    global_schedule=None,
+    global_lambda_end_ratio=None,
+    heuristic="error",
+    atol_ratio=None,
+):
     """The cells of a sweep (a list of dicts, in a stable order).
 
     common : dict of :data:`COMMON_KEYS` (``rtol``/``atol`` are replaced per value of ``rtols``, atol =
@@ -115,13 +146,18 @@ def build_grid(common, methods, lambdas, seeds, semantics=("paper",), rtols=None
         raise ValueError(f"global_aggregate must be one of {AGGREGATES}, got {global_aggregate!r}")
     if global_lambda_end_ratio is None:
         global_lambda_end_ratio = lambda_end_ratio
-    for sch, ratio, name in ((schedule, lambda_end_ratio, "lambda_end_ratio"),
-                             (global_schedule, global_lambda_end_ratio, "global_lambda_end_ratio")):
+    for sch, ratio, name in (
+        (schedule, lambda_end_ratio, "lambda_end_ratio"),
+        (global_schedule, global_lambda_end_ratio, "global_lambda_end_ratio"),
+    ):
         if sch == "exponential" and not (ratio is not None and math.isfinite(ratio) and ratio > 0):
             raise ValueError(f"{name} must be a positive number for the exponential schedule, got {ratio!r}")
     local_lams = _positive_floats(lambdas, "lambdas") if any(m.startswith("local") for m in methods) else []
-    global_lams = (_positive_floats(lambdas if lambdas_global is None else lambdas_global, "lambdas_global")
-                   if "global" in methods else [])
+    global_lams = (
+        _positive_floats(lambdas if lambdas_global is None else lambdas_global, "lambdas_global")
+        if "global" in methods
+        else []
+    )
     base_rtol, base_atol = float(common["rtol"]), float(common["atol"])
     if atol_ratio is None:
         atol_ratio = base_atol / base_rtol
@@ -129,8 +165,15 @@ def build_grid(common, methods, lambdas, seeds, semantics=("paper",), rtols=None
 
     def reg_for(method, sem, lam, sch, ratio, aggregate="sum"):
         lam_end = lam * ratio if sch == "exponential" else None
-        return dict(method=method, semantics=sem, lam=float(lam), lam_end=lam_end, schedule=sch,
-                    aggregate=aggregate, heuristic=heuristic)
+        return dict(
+            method=method,
+            semantics=sem,
+            lam=float(lam),
+            lam_end=lam_end,
+            schedule=sch,
+            aggregate=aggregate,
+            heuristic=heuristic,
+        )
 
     cells = []
     for rtol in rtols:
@@ -140,18 +183,30 @@ def build_grid(common, methods, lambdas, seeds, semantics=("paper",), rtols=None
         com = {k: com.get(k) for k in COMMON_KEYS}
         for method in methods:
             if method == "vanilla":
-                regs = [dict(method="vanilla", semantics="-", lam=0.0, lam_end=None, schedule="constant",
-                             aggregate="sum", heuristic="error")]
+                regs = [
+                    dict(
+                        method="vanilla",
+                        semantics="-",
+                        lam=0.0,
+                        lam_end=None,
+                        schedule="constant",
+                        aggregate="sum",
+                        heuristic="error",
+                    )
+                ]
             elif method == "global":
-                regs = [reg_for("global", "-", lam, global_schedule, global_lambda_end_ratio, global_aggregate)
-                        for lam in global_lams]
+                regs = [
+                    reg_for("global", "-", lam, global_schedule, global_lambda_end_ratio, global_aggregate)
+                    for lam in global_lams
+                ]
             else:
-                regs = [reg_for(method, sem, lam, schedule, lambda_end_ratio) for sem in semantics
-                        for lam in local_lams]
+                regs = [
+                    reg_for(method, sem, lam, schedule, lambda_end_ratio) for sem in semantics for lam in local_lams
+                ]
             for reg in regs:
                 for seed in seeds:
                     cells.append(dict(common=com, reg=reg, seed=seed))
     ids = [cell_id(c) for c in cells]
-    if len(set(ids)) != len(ids):   # pragma: no cover - the hash makes this practically impossible
+    if len(set(ids)) != len(ids):  # pragma: no cover - the hash makes this practically impossible
         raise RuntimeError("two cells of the grid share an id")
     return cells

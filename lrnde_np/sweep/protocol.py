@@ -5,6 +5,7 @@ per family from validation metrics only.  Stage 2 runs the chosen configurations
 their test metrics are reported as mean ± sd.  Selection always uses the seeds every candidate has (stage 1's),
 so stage 2 cannot move it.  Both stages are ordinary sweeps into one directory: re-running resumes.
 """
+
 from __future__ import annotations
 
 import math
@@ -37,8 +38,9 @@ def stage2_cells(selections, vanilla_cells, seeds):
     return dedupe(out)
 
 
-def run_protocol(out_dir, stage1, seeds=(1, 2), workers=1, scheduler=None, checkpoint_every=50, acc_drop=1.0,
-                 loss_ratio=1.5):
+def run_protocol(
+    out_dir, stage1, seeds=(1, 2), workers=1, scheduler=None, checkpoint_every=50, acc_drop=1.0, loss_ratio=1.5
+):
     """Run stage 1, select on validation, run stage 2; returns the selections."""
     from .execute import run_sweep
     from .report import load_records, select_lambdas, validation_view
@@ -48,8 +50,11 @@ def run_protocol(out_dir, stage1, seeds=(1, 2), workers=1, scheduler=None, check
     print(f"stage 1: {res['ok']} ok, {res['failed']} failed, {res['skipped']} already finished", flush=True)
     selections = select_lambdas(validation_view(load_records(out_dir)), acc_drop=acc_drop, loss_ratio=loss_ratio)
     for sel in selections:
-        print(f"chosen on validation: {sel['label']} λ {sel['lam']:g}"
-              + ("" if sel["constraint_met"] else " (constraint not met)"), flush=True)
+        print(
+            f"chosen on validation: {sel['label']} λ {sel['lam']:g}"
+            + ("" if sel["constraint_met"] else " (constraint not met)"),
+            flush=True,
+        )
     vanilla = [c for c in stage1 if c["reg"]["method"] == "vanilla"]
     stage2 = stage2_cells(selections, vanilla, seeds)
     res = run_sweep(stage2, out_dir, workers=workers, scheduler=scheduler, checkpoint_every=checkpoint_every)
@@ -86,14 +91,20 @@ def verdict_lines(records, selections, nfe_target, acc_points=1.0, methods_prefi
         # accuracy difference per seed against vanilla with that seed
         diffs = []
         for r in ok:
-            if r["cell"]["seed"] in row["seeds"] and r["cell"]["reg"] == sel["reg"] and \
-                    r["cell"]["common"] == sel["common"]:
+            if (
+                r["cell"]["seed"] in row["seeds"]
+                and r["cell"]["reg"] == sel["reg"]
+                and r["cell"]["common"] == sel["common"]
+            ):
                 v = van.get((baseline_key(r["cell"]), r["cell"]["seed"]))
                 if v is not None and r["test"].get("accuracy") is not None:
                     diffs.append(100 * (r["test"]["accuracy"] - v["test"]["accuracy"]))
         d = np.array(diffs)
-        dstat = dict(mean=float(d.mean()) if d.size else float("nan"),
-                     sd=float(d.std(ddof=1)) if d.size > 1 else float("nan"), n=int(d.size))
+        dstat = dict(
+            mean=float(d.mean()) if d.size else float("nan"),
+            sd=float(d.std(ddof=1)) if d.size > 1 else float("nan"),
+            n=int(d.size),
+        )
         m, h = _interval(row["nfe_ratio"])
         dm, dh = _interval(dstat)
 
@@ -102,7 +113,7 @@ def verdict_lines(records, selections, nfe_target, acc_points=1.0, methods_prefi
                 return "no data"
             good = mean <= bound if ok_if_below else mean >= bound
             if math.isnan(half):
-                return ("met on one seed" if good else "missed on one seed")
+                return "met on one seed" if good else "missed on one seed"
             lo, hi = mean - half, mean + half
             if ok_if_below:
                 return "met" if hi <= bound else ("missed" if lo > bound else "undecided (interval straddles it)")
@@ -112,10 +123,14 @@ def verdict_lines(records, selections, nfe_target, acc_points=1.0, methods_prefi
         acc_v = judge(dm, dh, False, -acc_points)
         sd_text = "—" if math.isnan(row["nfe_ratio"]["sd"]) else f"{row['nfe_ratio']['sd']:.3f}"
         dsd = "—" if math.isnan(dstat["sd"]) else f"{dstat['sd']:.2f}"
-        lines.append(f"- {sel['label']} (λ {sel['lam']:g}, {row['nfe_ratio']['n']} seeds): NFE ratio "
-                     f"{m:.3f} ± {sd_text} (target ≤ {nfe_target:g}: {nfe_v}); accuracy − vanilla "
-                     f"{dm:+.2f} ± {dsd} points (target ≥ −{acc_points:g}: {acc_v})")
+        lines.append(
+            f"- {sel['label']} (λ {sel['lam']:g}, {row['nfe_ratio']['n']} seeds): NFE ratio "
+            f"{m:.3f} ± {sd_text} (target ≤ {nfe_target:g}: {nfe_v}); accuracy − vanilla "
+            f"{dm:+.2f} ± {dsd} points (target ≥ −{acc_points:g}: {acc_v})"
+        )
     lines.append("")
-    lines.append("Verdicts: \"met\"/\"missed\" when the whole interval mean ± 2·SE (SE = sd/√n over seeds) lies on "
-                 "one side of the target, \"undecided\" when it straddles it.")
+    lines.append(
+        'Verdicts: "met"/"missed" when the whole interval mean ± 2·SE (SE = sd/√n over seeds) lies on '
+        'one side of the target, "undecided" when it straddles it.'
+    )
     return lines

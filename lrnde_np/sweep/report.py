@@ -14,6 +14,7 @@ candidate (and the matching vanilla run) has:
 Then the chosen configurations (and vanilla) are reported on the test split: mean ± sd over all their
 seeds (sample sd), the NFE ratio per seed against vanilla with the same seed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,12 @@ import numpy as np
 from .grid import baseline_key, canonical, config_key, family_key
 
 CLASSIFICATION = ("mnist", "mnist-sde")
-LABELS = {"vanilla": "Vanilla", "global": "Global (2021)", "local-unbiased": "Local Unbiased",
-          "local-biased": "Local Biased"}
+LABELS = {
+    "vanilla": "Vanilla",
+    "global": "Global (2021)",
+    "local-unbiased": "Local Unbiased",
+    "local-biased": "Local Biased",
+}
 
 
 # -- loading ---------------------------------------------------------------------------------------------
@@ -51,8 +56,11 @@ def load_records(sweep_dir):
 
 def validation_view(records):
     """The records as selection sees them: cell and validation metrics of the "ok" records, nothing else."""
-    return [dict(cell=r["cell"], validation=dict(r["validation"])) for r in records
-            if r.get("status") == "ok" and "validation" in r]
+    return [
+        dict(cell=r["cell"], validation=dict(r["validation"]))
+        for r in records
+        if r.get("status") == "ok" and "validation" in r
+    ]
 
 
 def is_classification(cell):
@@ -64,7 +72,7 @@ def label(cell):
     text = LABELS[reg["method"]]
     if reg["method"] == "global" and reg.get("aggregate", "sum") != "sum":
         text += f" [{reg['aggregate']}]"
-    if reg["method"].startswith("local") and cell["common"]["task"] != "mnist-sde":   # SDE steps have no frozen k1
+    if reg["method"].startswith("local") and cell["common"]["task"] != "mnist-sde":  # SDE steps have no frozen k1
         text += f" ({reg['semantics']} grad)"
     return text
 
@@ -132,8 +140,17 @@ def select_lambdas(view, acc_drop=1.0, loss_ratio=1.5):
                 feasible = metric >= base_metric - acc_drop / 100.0
             else:
                 feasible = metric <= loss_ratio * base_metric
-            candidates.append(dict(config=ckey, reg=es[0]["cell"]["reg"], lam=es[0]["cell"]["reg"]["lam"],
-                                   metric=metric, nfe=nfe, feasible=bool(feasible), seeds=sorted(use)))
+            candidates.append(
+                dict(
+                    config=ckey,
+                    reg=es[0]["cell"]["reg"],
+                    lam=es[0]["cell"]["reg"]["lam"],
+                    metric=metric,
+                    nfe=nfe,
+                    feasible=bool(feasible),
+                    seeds=sorted(use),
+                )
+            )
         candidates.sort(key=lambda c: c["lam"])
         feasible = [c for c in candidates if c["feasible"] and not math.isnan(c["nfe"])]
         if feasible:
@@ -141,16 +158,31 @@ def select_lambdas(view, acc_drop=1.0, loss_ratio=1.5):
             met = True
         else:
             sign = -1.0 if classify else 1.0
-            chosen = min(candidates, key=lambda c: (sign * np.nan_to_num(c["metric"], nan=-sign * np.inf),
-                                                    c["lam"]))
+            chosen = min(candidates, key=lambda c: (sign * np.nan_to_num(c["metric"], nan=-sign * np.inf), c["lam"]))
             met = False
-        rule = (f"validation accuracy ≥ vanilla − {acc_drop:g} point(s), then lowest validation NFE" if classify
-                else f"validation loss ≤ {loss_ratio:g} × vanilla's, then lowest validation NFE")
-        selections.append(dict(family=fkey, common=cell0["common"], method=cell0["reg"]["method"],
-                               semantics=cell0["reg"]["semantics"], label=label(cell0), chosen=chosen["config"],
-                               lam=chosen["lam"], reg=chosen["reg"], constraint_met=met, rule=rule,
-                               selection_seeds=sorted(seeds), vanilla_metric=base_metric, metric=field,
-                               candidates=candidates))
+        rule = (
+            f"validation accuracy ≥ vanilla − {acc_drop:g} point(s), then lowest validation NFE"
+            if classify
+            else f"validation loss ≤ {loss_ratio:g} × vanilla's, then lowest validation NFE"
+        )
+        selections.append(
+            dict(
+                family=fkey,
+                common=cell0["common"],
+                method=cell0["reg"]["method"],
+                semantics=cell0["reg"]["semantics"],
+                label=label(cell0),
+                chosen=chosen["config"],
+                lam=chosen["lam"],
+                reg=chosen["reg"],
+                constraint_met=met,
+                rule=rule,
+                selection_seeds=sorted(seeds),
+                vanilla_metric=base_metric,
+                metric=field,
+                candidates=candidates,
+            )
+        )
     return selections
 
 
@@ -158,12 +190,14 @@ def select_lambdas(view, acc_drop=1.0, loss_ratio=1.5):
 
 
 def _stats(values):
-    vals = np.array([v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))],
-                    dtype=np.float64)
+    vals = np.array(
+        [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))], dtype=np.float64
+    )
     if vals.size == 0:
         return dict(mean=float("nan"), sd=float("nan"), n=0)
-    return dict(mean=float(vals.mean()), sd=float(vals.std(ddof=1)) if vals.size > 1 else float("nan"),
-                n=int(vals.size))
+    return dict(
+        mean=float(vals.mean()), sd=float(vals.std(ddof=1)) if vals.size > 1 else float("nan"), n=int(vals.size)
+    )
 
 
 def aggregate(records, split="test"):
@@ -183,25 +217,32 @@ def aggregate(records, split="test"):
             v = vanilla.get((baseline_key(r["cell"]), r["cell"]["seed"]))
             if v is not None:
                 ratios.append(r[split]["nfe"] / v[split]["nfe"])
-                pred_speedups.append(v["timing"].get(f"{split}_prediction_time", float("nan"))
-                                     / r["timing"].get(f"{split}_prediction_time", float("nan")))
+                pred_speedups.append(
+                    v["timing"].get(f"{split}_prediction_time", float("nan"))
+                    / r["timing"].get(f"{split}_prediction_time", float("nan"))
+                )
                 train_ratios.append(r["timing"]["train_time"] / v["timing"]["train_time"])
-        row = dict(config=ckey, cell=cell, label=label(cell), seeds=sorted(r["cell"]["seed"] for r in rs),
-                   split=split,
-                   accuracy=_stats([None if r[split].get("accuracy") is None else 100 * r[split]["accuracy"]
-                                    for r in rs]),
-                   loss=_stats([r[split]["loss"] for r in rs]),
-                   nfe=_stats([r[split]["nfe"] for r in rs]),
-                   nfe_ratio=_stats(ratios),
-                   prediction_time=_stats([r["timing"].get(f"{split}_prediction_time") for r in rs]),
-                   pred_speedup=_stats(pred_speedups),
-                   train_time=_stats([r["timing"]["train_time"] for r in rs]),
-                   train_time_ratio=_stats(train_ratios),
-                   train_nfe=_stats([r["train"]["nfe_train_mean"] for r in rs]),
-                   val_accuracy=_stats([None if r["validation"].get("accuracy") is None
-                                        else 100 * r["validation"]["accuracy"] for r in rs]),
-                   val_loss=_stats([r["validation"]["loss"] for r in rs]),
-                   val_nfe=_stats([r["validation"]["nfe"] for r in rs]))
+        row = dict(
+            config=ckey,
+            cell=cell,
+            label=label(cell),
+            seeds=sorted(r["cell"]["seed"] for r in rs),
+            split=split,
+            accuracy=_stats([None if r[split].get("accuracy") is None else 100 * r[split]["accuracy"] for r in rs]),
+            loss=_stats([r[split]["loss"] for r in rs]),
+            nfe=_stats([r[split]["nfe"] for r in rs]),
+            nfe_ratio=_stats(ratios),
+            prediction_time=_stats([r["timing"].get(f"{split}_prediction_time") for r in rs]),
+            pred_speedup=_stats(pred_speedups),
+            train_time=_stats([r["timing"]["train_time"] for r in rs]),
+            train_time_ratio=_stats(train_ratios),
+            train_nfe=_stats([r["train"]["nfe_train_mean"] for r in rs]),
+            val_accuracy=_stats(
+                [None if r["validation"].get("accuracy") is None else 100 * r["validation"]["accuracy"] for r in rs]
+            ),
+            val_loss=_stats([r["validation"]["loss"] for r in rs]),
+            val_nfe=_stats([r["validation"]["nfe"] for r in rs]),
+        )
         if "nfe_drift" in rs[0][split]:
             row["nfe_drift"] = _stats([r[split].get("nfe_drift") for r in rs])
         out[ckey] = row
@@ -213,7 +254,7 @@ def pm(stat, digits=4, scale=1.0):
     if stat["n"] == 0:
         return "—"
     mean = f"{stat['mean'] * scale:.{digits}g}"
-    sd_value = 0.0 if stat["sd"] <= 1e-12 * abs(stat["mean"]) else stat["sd"]   # exact repeats: no rounding dust
+    sd_value = 0.0 if stat["sd"] <= 1e-12 * abs(stat["mean"]) else stat["sd"]  # exact repeats: no rounding dust
     sd = "—" if math.isnan(stat["sd"]) else f"{sd_value * scale:.2g}"
     return f"{mean} ± {sd}"
 
@@ -235,10 +276,19 @@ def chosen_rows(records, selections, split="test"):
     any_class = any(is_classification(r["cell"]) for rs in rows_by_base.values() for r, _ in rs)
     any_drift = any("nfe_drift" in r for rs in rows_by_base.values() for r, _ in rs)
     metric = "Test Acc %" if any_class else "Test Loss"
-    header = ["Task", "rtol", "Method", "λ", "Seeds", metric, "Test NFE"] + (["Test NFE (drift only)"] if any_drift
-                                                                              else []) + \
-        ["NFE ratio", "Pred Time (s/batch)", "Pred speed-up", "Train Time (s)", "Train time ratio",
-         "Val " + ("Acc %" if any_class else "Loss"), "Selection"]
+    header = (
+        ["Task", "rtol", "Method", "λ", "Seeds", metric, "Test NFE"]
+        + (["Test NFE (drift only)"] if any_drift else [])
+        + [
+            "NFE ratio",
+            "Pred Time (s/batch)",
+            "Pred speed-up",
+            "Train Time (s)",
+            "Train time ratio",
+            "Val " + ("Acc %" if any_class else "Loss"),
+            "Selection",
+        ]
+    )
     rows, data = [], []
     for bkey in sorted(rows_by_base):
         for row, sel in rows_by_base[bkey]:
@@ -247,11 +297,27 @@ def chosen_rows(records, selections, split="test"):
             m = pm(row["accuracy"], 4) if classify else pm(row["loss"], 3)
             vm = pm(row["val_accuracy"], 4) if classify else pm(row["val_loss"], 3)
             note = "" if sel is None else ("validation" + ("" if sel["constraint_met"] else ", constraint not met"))
-            rows.append([cell["common"]["task"], f"{cell['common']['rtol']:g}", row["label"], _lam_text(cell["reg"]),
-                         str(len(row["seeds"])), m, pm(row["nfe"], 4)]
-                        + ([pm(row["nfe_drift"], 4) if "nfe_drift" in row else "—"] if any_drift else [])
-                        + [pm(row["nfe_ratio"], 3), pm(row["prediction_time"], 3), pm(row["pred_speedup"], 3),
-                           pm(row["train_time"], 4), pm(row["train_time_ratio"], 3), vm, note])
+            rows.append(
+                [
+                    cell["common"]["task"],
+                    f"{cell['common']['rtol']:g}",
+                    row["label"],
+                    _lam_text(cell["reg"]),
+                    str(len(row["seeds"])),
+                    m,
+                    pm(row["nfe"], 4),
+                ]
+                + ([pm(row["nfe_drift"], 4) if "nfe_drift" in row else "—"] if any_drift else [])
+                + [
+                    pm(row["nfe_ratio"], 3),
+                    pm(row["prediction_time"], 3),
+                    pm(row["pred_speedup"], 3),
+                    pm(row["train_time"], 4),
+                    pm(row["train_time_ratio"], 3),
+                    vm,
+                    note,
+                ]
+            )
             data.append(row)
     return header, rows, data
 
@@ -261,10 +327,20 @@ def selection_rows(selections):
     rows = []
     for sel in selections:
         for c in sel["candidates"]:
-            metric = (f"{100 * c['metric']:.2f}%" if sel["metric"] == "accuracy" else f"{c['metric']:.4g}")
-            rows.append([sel["common"]["task"], f"{sel['common']['rtol']:g}", sel["label"], _lam_text(c["reg"]),
-                         ",".join(map(str, c["seeds"])), metric, f"{c['nfe']:.4g}", "yes" if c["feasible"] else "no",
-                         "**chosen**" if c["config"] == sel["chosen"] else ""])
+            metric = f"{100 * c['metric']:.2f}%" if sel["metric"] == "accuracy" else f"{c['metric']:.4g}"
+            rows.append(
+                [
+                    sel["common"]["task"],
+                    f"{sel['common']['rtol']:g}",
+                    sel["label"],
+                    _lam_text(c["reg"]),
+                    ",".join(map(str, c["seeds"])),
+                    metric,
+                    f"{c['nfe']:.4g}",
+                    "yes" if c["feasible"] else "no",
+                    "**chosen**" if c["config"] == sel["chosen"] else "",
+                ]
+            )
     return header, rows
 
 
@@ -282,6 +358,7 @@ def pareto_plot(records, selections, path, split="test"):
     (task, tolerance, budget); vanilla a star, the chosen λ ringed.  Returns the path or a note."""
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
@@ -306,17 +383,26 @@ def pareto_plot(records, selections, path, split="test"):
             xe = [0 if math.isnan(r["nfe"]["sd"]) else r["nfe"]["sd"] for r in rs]
             ye = [0 if math.isnan(r[ykey]["sd"]) else r[ykey]["sd"] for r in rs]
             is_van = rs[0]["cell"]["reg"]["method"] == "vanilla"
-            eb = ax.errorbar(x, y, xerr=xe, yerr=ye, marker="*" if is_van else "o", ms=12 if is_van else 5,
-                             capsize=2, ls="none" if is_van else "-", label=rs[0]["label"])
+            eb = ax.errorbar(
+                x,
+                y,
+                xerr=xe,
+                yerr=ye,
+                marker="*" if is_van else "o",
+                ms=12 if is_van else 5,
+                capsize=2,
+                ls="none" if is_van else "-",
+                label=rs[0]["label"],
+            )
             for r, xi, yi in zip(rs, x, y, strict=True):
                 if not is_van:
-                    ax.annotate(f"{r['cell']['reg']['lam']:g}", (xi, yi), fontsize=7, xytext=(3, 3),
-                                textcoords="offset points")
+                    ax.annotate(
+                        f"{r['cell']['reg']['lam']:g}", (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points"
+                    )
                 if r["config"] in chosen:
                     ax.plot([xi], [yi], marker="o", ms=13, mfc="none", mec=eb[0].get_color(), mew=1.5)
         c = rows[0]["cell"]["common"]
-        ax.set_title(f"{c['task']} rtol {c['rtol']:g}, {c['iters']} iters (ringed: chosen on validation)",
-                     fontsize=9)
+        ax.set_title(f"{c['task']} rtol {c['rtol']:g}, {c['iters']} iters (ringed: chosen on validation)", fontsize=9)
         ax.set_xlabel(f"{split} NFE (mean ± sd over seeds)")
         ax.set_ylabel(f"{split} accuracy %" if classify else f"{split} loss (MSE)")
         if not classify:
@@ -343,16 +429,31 @@ def write_report(sweep_dir, out_dir=None, acc_drop=1.0, loss_ratio=1.5, plot=Tru
     sel_header, sel_rows = selection_rows(selections)
     n_ok = sum(r.get("status") == "ok" for r in records)
     failed = [r for r in records if r.get("status") != "ok"]
-    lines = [f"# {title or 'Sweep report'}", "", f"Sweep directory: `{os.path.abspath(sweep_dir)}` — {n_ok} finished "
-             f"cells, {len(failed)} failed.", ""]
+    lines = [
+        f"# {title or 'Sweep report'}",
+        "",
+        f"Sweep directory: `{os.path.abspath(sweep_dir)}` — {n_ok} finished cells, {len(failed)} failed.",
+        "",
+    ]
     if selections:
-        lines += [f"λ chosen on the validation split only ({selections[0]['rule']}; means over the seeds every "
-                  f"candidate has); the test split is read only for the table of the chosen configurations.", ""]
-    lines += ["## Chosen configurations and vanilla on the test split (mean ± sd over seeds)", "",
-              markdown_table(ch_header, ch_rows), "",
-              "NFE ratio and speed-ups: per seed against vanilla with the same seed, then mean ± sd; sd is the "
-              "sample standard deviation (— for one seed).", "",
-              "## Selection (validation split)", "", markdown_table(sel_header, sel_rows), ""]
+        lines += [
+            f"λ chosen on the validation split only ({selections[0]['rule']}; means over the seeds every "
+            f"candidate has); the test split is read only for the table of the chosen configurations.",
+            "",
+        ]
+    lines += [
+        "## Chosen configurations and vanilla on the test split (mean ± sd over seeds)",
+        "",
+        markdown_table(ch_header, ch_rows),
+        "",
+        "NFE ratio and speed-ups: per seed against vanilla with the same seed, then mean ± sd; sd is the "
+        "sample standard deviation (— for one seed).",
+        "",
+        "## Selection (validation split)",
+        "",
+        markdown_table(sel_header, sel_rows),
+        "",
+    ]
     if failed:
         lines += ["## Failed cells", ""] + [f"- `{r.get('id')}`: {r.get('error')}" for r in failed] + [""]
     paths = {}
@@ -366,8 +467,14 @@ def write_report(sweep_dir, out_dir=None, acc_drop=1.0, loss_ratio=1.5, plot=Tru
         w.writerow(sel_header)
         w.writerows(sel_rows)
     paths["selection_csv"] = os.path.join(out_dir, "selection.csv")
-    summary = dict(sweep_dir=os.path.abspath(sweep_dir), n_ok=n_ok, n_failed=len(failed), selections=selections,
-                   chosen=ch_data, all_configurations=list(aggregate(records, "test").values()))
+    summary = dict(
+        sweep_dir=os.path.abspath(sweep_dir),
+        n_ok=n_ok,
+        n_failed=len(failed),
+        selections=selections,
+        chosen=ch_data,
+        all_configurations=list(aggregate(records, "test").values()),
+    )
     with open(os.path.join(out_dir, "summary.json"), "w") as fh:
         json.dump(summary, fh, indent=1, default=str)
     paths["json"] = os.path.join(out_dir, "summary.json")
@@ -382,15 +489,25 @@ def write_report(sweep_dir, out_dir=None, acc_drop=1.0, loss_ratio=1.5, plot=Tru
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="lrnde report", description="Tables (mean ± sd over seeds), λ chosen on "
-                                "validation data, and a Pareto plot of a sweep directory written by lrnde sweep.")
+    p = argparse.ArgumentParser(
+        prog="lrnde report",
+        description="Tables (mean ± sd over seeds), λ chosen on "
+        "validation data, and a Pareto plot of a sweep directory written by lrnde sweep.",
+    )
     p.add_argument("sweep_dir", metavar="SWEEP_DIR")
     p.add_argument("--out", metavar="DIR", help="output directory (default SWEEP_DIR/report)")
-    p.add_argument("--acc-drop", type=float, default=1.0,
-                   help="classification: feasible λ keep validation accuracy within this many points of vanilla "
-                        "(default 1)")
-    p.add_argument("--loss-ratio", type=float, default=1.5,
-                   help="regression: feasible λ keep validation loss ≤ this × vanilla's (default 1.5)")
+    p.add_argument(
+        "--acc-drop",
+        type=float,
+        default=1.0,
+        help="classification: feasible λ keep validation accuracy within this many points of vanilla (default 1)",
+    )
+    p.add_argument(
+        "--loss-ratio",
+        type=float,
+        default=1.5,
+        help="regression: feasible λ keep validation loss ≤ this × vanilla's (default 1.5)",
+    )
     p.add_argument("--no-plot", action="store_true", help="skip the Pareto plot")
     p.add_argument("--title", help="title of report.md")
     return p
@@ -401,8 +518,9 @@ def main(argv=None):
     if not os.path.isdir(os.path.join(args.sweep_dir, "cells")):
         print(f"lrnde report: {args.sweep_dir!r} has no cells/ directory (not a sweep directory)", file=sys.stderr)
         return 2
-    text, paths, _ = write_report(args.sweep_dir, args.out, args.acc_drop, args.loss_ratio, not args.no_plot,
-                                  args.title)
+    text, paths, _ = write_report(
+        args.sweep_dir, args.out, args.acc_drop, args.loss_ratio, not args.no_plot, args.title
+    )
     print(text)
     for kind, path in paths.items():
         print(f"{kind}: {path}")

@@ -22,6 +22,7 @@ from the whole curve (as ode_demo), so no point is held out; validation predicts
 start at every ``eval_stride``-th point shifted by ``eval_stride // 2``, test the task's own evaluation
 starts — disjoint starts, so the two metrics are different numbers, but both come from the training curve.
 """
+
 from __future__ import annotations
 
 import json
@@ -45,8 +46,9 @@ def versions():
 
     import lrnde_np
 
-    return dict(lrnde_np=lrnde_np.__version__, numpy=np.__version__, numba=numba.__version__,
-                python=platform.python_version())
+    return dict(
+        lrnde_np=lrnde_np.__version__, numpy=np.__version__, numba=numba.__version__, python=platform.python_version()
+    )
 
 
 def atomic_write_json(path, payload):
@@ -111,8 +113,13 @@ def build_task(common):
 
     name = common["task"]
     if name == "spiral":
-        task = SpiralTask(hidden=common["hidden"], rtol=common["rtol"], atol=common["atol"],
-                          adjoint=common["adjoint"], batch_size=common["batch_size"])
+        task = SpiralTask(
+            hidden=common["hidden"],
+            rtol=common["rtol"],
+            atol=common["atol"],
+            adjoint=common["adjoint"],
+            batch_size=common["batch_size"],
+        )
         stride = int(task.config()["eval_stride"])
         n_points = task.data.t.size
         val_starts = np.arange(stride // 2, n_points - task.eval_time + 1, stride)
@@ -122,14 +129,21 @@ def build_task(common):
 
         if not common.get("data"):
             raise ValueError(f"task {name} needs a data directory (--data)")
-        sp = mnist_splits(common["data"], common["n_train"], common["split_seed"], common["n_val"],
-                          common["val_seed"])
+        sp = mnist_splits(common["data"], common["n_train"], common["split_seed"], common["n_val"], common["val_seed"])
         (tr_x, tr_y), (va_x, va_y) = sp["train"], sp["validation"]
-        note = (f"{tr_x.shape[0]:,} training / {va_x.shape[0]:,} validation (seed {common['val_seed']}) / "
-                f"{sp['test'][0].shape[0]:,} test images of the 10,000-image MNIST test split (split seed "
-                f"{common['split_seed']})")
-        kwargs = dict(hidden=common["hidden"], rtol=common["rtol"], atol=common["atol"],
-                      batch_size=common["batch_size"], eval_batch_size=common.get("eval_batch_size"), data_note=note)
+        note = (
+            f"{tr_x.shape[0]:,} training / {va_x.shape[0]:,} validation (seed {common['val_seed']}) / "
+            f"{sp['test'][0].shape[0]:,} test images of the 10,000-image MNIST test split (split seed "
+            f"{common['split_seed']})"
+        )
+        kwargs = dict(
+            hidden=common["hidden"],
+            rtol=common["rtol"],
+            atol=common["atol"],
+            batch_size=common["batch_size"],
+            eval_batch_size=common.get("eval_batch_size"),
+            data_note=note,
+        )
         if name == "mnist":
             task = MNISTTask(tr_x, tr_y, va_x, va_y, adjoint=common["adjoint"], **kwargs)
         else:
@@ -161,8 +175,13 @@ def evaluate_split(task, split, params, max_batches=None):
             ev = task.evaluate(params)
         finally:
             task.eval_starts = saved
-        return dict(loss=_finite(ev.test_loss), accuracy=None, nfe=float(ev.test_nfe), n_batches=ev.n_batches,
-                    n_samples=int(len(data))), ev.prediction_time
+        return dict(
+            loss=_finite(ev.test_loss),
+            accuracy=None,
+            nfe=float(ev.test_nfe),
+            n_batches=ev.n_batches,
+            n_samples=int(len(data)),
+        ), ev.prediction_time
     from ..models.base import evaluate_classifier
 
     x, y = data
@@ -174,12 +193,19 @@ def evaluate_split(task, split, params, max_batches=None):
             drift.append(nfe_f)
             return logits, nfe
     else:
+
         def predict_batch(b, xb):
             return task.predict(params, xb)
+
     ev = evaluate_classifier(predict_batch, x, y, task.eval_batch_size, max_batches)
     n_samples = min(x.shape[0], ev.n_batches * task.eval_batch_size)
-    out = dict(loss=_finite(ev.test_loss), accuracy=float(ev.test_accuracy), nfe=float(ev.test_nfe),
-               n_batches=ev.n_batches, n_samples=int(n_samples))
+    out = dict(
+        loss=_finite(ev.test_loss),
+        accuracy=float(ev.test_accuracy),
+        nfe=float(ev.test_nfe),
+        n_batches=ev.n_batches,
+        n_samples=int(n_samples),
+    )
     if task.name == "mnist-sde":
         out["nfe_drift"] = float(np.mean(drift))
     return out, ev.prediction_time
@@ -191,8 +217,7 @@ def evaluate_split(task, split, params, max_batches=None):
 def regularization(reg):
     from ..models import Regularization
 
-    kinds = {"vanilla": "none", "global": "global", "local-unbiased": "local_unbiased",
-             "local-biased": "local_biased"}
+    kinds = {"vanilla": "none", "global": "global", "local-unbiased": "local_unbiased", "local-biased": "local_biased"}
     kind = kinds[reg["method"]]
     if kind == "none":
         return Regularization("none")
@@ -217,8 +242,9 @@ def _summary(records):
         out[f"{key}_last10pct"] = _finite(np.mean(records[key][-tail:]))
     out["nfe_train_mean"] = _finite(np.mean(records["nfe_train"]))
     out["nfe_backward_mean"] = _finite(np.mean(records["nfe_backward"]))
-    out["curves"] = dict(task_loss=_curve(records["task_loss"]), nfe_train=_curve(records["nfe_train"]),
-                         lam=_curve(records["lam"]))
+    out["curves"] = dict(
+        task_loss=_curve(records["task_loss"]), nfe_train=_curve(records["nfe_train"]), lam=_curve(records["lam"])
+    )
     return out
 
 
@@ -250,10 +276,19 @@ def run_cell(cell, out_dir, checkpoint_every=50, keep_checkpoint=False, progress
         task, splits = build_task(common)
         regz = regularization(reg)
         lam = 0.0 if reg["method"] == "vanilla" else reg["lam"]
-        cfg = TrainConfig(iters=int(common["iters"]), lr=float(common["lr"]), lam=lam, lam_end=reg["lam_end"],
-                          schedule=reg["schedule"], seed=int(cell["seed"]), checkpoint=ck,
-                          checkpoint_every=int(checkpoint_every), checkpoint_seconds=1e9, progress=progress,
-                          label=cid)
+        cfg = TrainConfig(
+            iters=int(common["iters"]),
+            lr=float(common["lr"]),
+            lam=lam,
+            lam_end=reg["lam_end"],
+            schedule=reg["schedule"],
+            seed=int(cell["seed"]),
+            checkpoint=ck,
+            checkpoint_every=int(checkpoint_every),
+            checkpoint_seconds=1e9,
+            progress=progress,
+            label=cid,
+        )
         # warm-up (compilation) outside the timed training, on throwaway state as ``lrnde compare`` does
         w0 = time.perf_counter()
         init_rng, batch_rng, reg_rng = make_generators(int(cell["seed"]) + 1_000_003)
@@ -270,7 +305,7 @@ def run_cell(cell, out_dir, checkpoint_every=50, keep_checkpoint=False, progress
             record[name] = metrics
             timing[f"{name}_prediction_time"] = float(pred_time)
         record["status"] = "ok"
-    except Exception as exc:   # a failed cell is recorded, never fatal to the sweep
+    except Exception as exc:  # a failed cell is recorded, never fatal to the sweep
         record["status"] = "failed"
         record["error"] = f"{type(exc).__name__}: {exc}"
         timing["traceback"] = traceback.format_exc()[-4000:]
