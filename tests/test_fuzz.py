@@ -348,12 +348,9 @@ def fuzz_local_regularizer(kw):
     )
     if reg is None:
         return
-    huge_step = abs(float(kw["t1"]) - float(kw["t_reg"])) > 1e6
-    # Known, reported (regularize/local.py is not this file): a step so long that the stiffness
-    # estimate overflows to NaN gives value NaN even with heuristic="error" (0·NaN in the weighted sum).
-    assert np.isfinite(reg.value) or huge_step or not np.all(np.abs(kw["z_reg"]) < 1e100), reg
-    if np.isfinite(reg.value):
-        assert reg.value >= 0.0 and np.all(np.isfinite(reg.grad_p))
+    # a step whose value overflows is a ValueError naming t_reg (never a silent NaN)
+    assert np.isfinite(reg.value) and reg.value >= 0.0, reg
+    assert np.all(np.isfinite(reg.grad_p)) or not np.all(np.abs(kw["z_reg"]) < 1e100), reg
 
 
 @st.composite

@@ -635,3 +635,20 @@ def test_adjoint_max_steps_and_grad_y_are_checked():
     ok = discrete_adjoint(sol, decay_vjp, g)
     exact = np.exp(-np.outer(sol.t, np.arange(1.0, 4.0))).sum(axis=0)
     np.testing.assert_allclose(ok.grad_y0, exact, rtol=1e-2)
+
+
+def test_local_regularizer_never_returns_a_silent_nan():
+    from lrnde_np.regularize import local_regularizer
+
+    @njit
+    def decay_vjp(t, y, p, a, out_y, out_p):
+        for i in range(y.size):
+            out_y[i] = -(1.0 + i) * a[i]
+
+    z = np.array([1.0, 0.5])
+    # a huge but finite step: heuristic "error" no longer picks up the stiffness term's overflow (0·NaN)
+    reg = local_regularizer(decay, decay_vjp, 0.0, 4e40, z, None, 1e-3, 1e-6, heuristic="error")
+    assert np.isfinite(reg.value) and reg.value > 0.0
+    # a step whose stages overflow: a ValueError naming t_reg
+    with pytest.raises(ValueError, match="t_reg"):
+        local_regularizer(decay, decay_vjp, 0.0, 1e300, z, None, 1e-3, 1e-6)

@@ -183,7 +183,12 @@ def _step_value_and_grad(
         S = _official_stiffness(A, si, sj, h, z, K, work_i, work_j)
     else:
         S = stiffness_estimate(A, si, sj, h, z, K, work_i, work_j)
-    R = w_error * E * abs(h) + w_stiff * S
+    # A heuristic's weight of 0 leaves its term out (not 0·S: S can overflow to NaN on a huge step where E is fine).
+    R = 0.0
+    if w_error != 0.0:
+        R += w_error * E * abs(h)
+    if w_stiff != 0.0:
+        R += w_stiff * S
     if not want_grad:
         return R, E, S
     f_vjp = vjp_from(vjp_addr[0], vjp_addr[1])
@@ -408,6 +413,11 @@ def local_regularizer(
         through_k1,
         stiffness_scaling,
     )
+    if not math.isfinite(value):
+        raise ValueError(
+            f"the regularizing step from t_reg={t_reg!r} (dt={dt!r}) is not finite (E_est={E!r}, S_est={S!r}): "
+            "the span (t_reg, t1) or z_reg is too large for one Tsit5 step"
+        )
     return LocalReg(
         value=value,
         grad_p=grad_p,
