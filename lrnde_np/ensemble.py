@@ -60,14 +60,11 @@ __all__ = [
 
 BACKENDS = ("cpu", "cuda")
 
-#: The checked first call of a user function (bounds, signature, writes to ``out``), where the library has it.
-_check_user_function = getattr(_rhs, "check_user_function", None)
-
 
 def _checked(handle, kind, argname, t, y, p):
-    """Run the one-trajectory solvers' checked first call on row 0 before the compiled ensemble loop."""
-    if _check_user_function is not None:
-        _check_user_function(handle, kind, argname, t, y, p)
+    """Run the one-trajectory solvers' checked first call (bounds, signature, writes to ``out``) on row 0 before
+    the compiled ensemble loop: a bad right-hand side is an error naming it, not a crash inside ``prange``."""
+    _rhs.check_user_function(handle, kind, argname, t, y, p)
     return handle
 
 

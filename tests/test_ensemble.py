@@ -300,10 +300,6 @@ def _writes_past_out(t, y, p, out):
 
 
 def test_a_right_hand_side_writing_out_of_range_is_refused_before_the_parallel_loop():
-    from lrnde_np import ensemble
-
-    if ensemble._check_user_function is None:
-        pytest.skip("this version of the library has no checked first call")
     with pytest.raises((ValueError, TypeError), match="f"):
         solve_ode_ensemble(_writes_past_out, (0.0, 1.0), np.ones((3, 1)))
 

@@ -421,9 +421,7 @@ def _replayed_global(mlp, p, t_steps, dt_steps, y0, rtol, atol, w_error, w_stiff
 
 @pytest.mark.parametrize("heuristic", HEURISTICS)
 def test_global_gradient_through_discrete_adjoint_matches_replayed_finite_differences(heuristic):
-    discrete_adjoint = getattr(adjoint_module, "discrete_adjoint", None)
-    if discrete_adjoint is None:
-        pytest.skip("lrnde_np.adjoint.discrete_adjoint is not available yet")
+    discrete_adjoint = adjoint_module.discrete_adjoint
     mlp, p, z = field_problem(11, 6, 2, scale=1.5)
     rtol, atol = 1e-5, 1e-7
     sol = solve_ode(mlp.rhs, (0.0, 2.0), z, p, rtol=rtol, atol=atol, record_states=True)
