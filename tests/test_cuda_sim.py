@@ -59,6 +59,11 @@ def test_sde_kernel_matches_solve_sde_in_the_simulator():
     assert res["rejected"] > 0 and res["stack_full"] is True
 
 
+def test_the_library_mlp_as_a_device_field_matches_solve_ode_in_the_simulator():
+    res = _run("mlp")
+    assert res["mismatches"] == [] and res["backend"] == "cuda"
+
+
 def test_bad_right_hand_sides_are_refused_in_the_simulator():
     res = _run("errors")
     assert res == {"kernel": "TypeError", "python": "TypeError", "shape": "ValueError"}
@@ -83,7 +88,7 @@ def ptx_sizes():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kernel", ["ode", "reg"])
+@pytest.mark.parametrize("kernel", ["ode", "reg", "mlp"])
 def test_kernels_compile_to_ptx(ptx_sizes, kernel):
     assert isinstance(ptx_sizes[kernel], int) and ptx_sizes[kernel] > 10_000, ptx_sizes[kernel]
 
@@ -130,6 +135,24 @@ def _check_ode():
     out["statuses"] = sorted({int(s) for s in ens.status})
     out["rejected"] = rejected
     return out
+
+
+def _check_mlp():
+    import numpy as np
+    from ensemble_problems import ode_mismatches
+
+    from lrnde_np.cuda.fields import mlp_device_field
+    from lrnde_np.ensemble import solve_ode_ensemble
+    from lrnde_np.nn import MLP
+
+    mlp = MLP((2, 8, 2), "tanh", time_input="all", input_transform="cube")
+    rng = np.random.default_rng(5)
+    P = np.stack([mlp.init_params(rng) for _ in range(4)])
+    Y0 = rng.normal(size=(4, 2))
+    field = mlp_device_field(mlp)
+    kw = dict(rtol=1e-6, atol=1e-8)
+    ens = solve_ode_ensemble(field, (0.0, 1.0), Y0, P, saveat=[0.5, 1.0], backend="cuda", **kw)
+    return {"mismatches": ode_mismatches(ens, field, (0.0, 1.0), Y0, P, **kw), "backend": ens.backend}
 
 
 def _check_reg():
@@ -293,6 +316,29 @@ def _check_ptx():
         np.empty(N),
     )
     out["ode"] = ptx(kernels.ode_kernel(lv_dev, 7, 2), args)
+    # the library's MLP as a device field (cuda/fields.py), compiled into the same ODE kernel
+    from lrnde_np.cuda.fields import mlp_device_field
+    from lrnde_np.nn import MLP
+
+    mlp = MLP((2, 8, 2), "tanh", time_input="all")
+    args_mlp = kernels.ode_args(
+        TSIT5,
+        0.0,
+        1.0,
+        Y0,
+        np.zeros((N, mlp.n_params)),
+        1e-3,
+        atol,
+        np.ones(3),
+        ctrl,
+        True,
+        100,
+        np.empty((N, 3, 2)),
+        np.empty(N, np.int64),
+        np.empty((N, 3), np.int64),
+        np.empty(N),
+    )
+    out["mlp"] = ptx(kernels.ode_kernel(mlp_device_field(mlp), 7, 2), args_mlp)
     args = kernels.local_reg_args(
         TSIT5,
         5,
@@ -347,7 +393,12 @@ if __name__ == "__main__":
     import warnings
 
     warnings.simplefilter("ignore")
-    result = {"ode": _check_ode, "reg": _check_reg, "sde": _check_sde, "errors": _check_errors, "ptx": _check_ptx}[
-        sys.argv[1]
-    ]()
+    result = {
+        "ode": _check_ode,
+        "mlp": _check_mlp,
+        "reg": _check_reg,
+        "sde": _check_sde,
+        "errors": _check_errors,
+        "ptx": _check_ptx,
+    }[sys.argv[1]]()
     print(json.dumps(result))
