@@ -635,70 +635,40 @@ def solve_sde_ensemble(
     status = np.empty(N, np.int64)
     stats = np.empty((N, 4), np.int64)
     t_end = np.empty(N)
+    # The kernel arguments after the two functions: the same for the CPU loop and the CUDA kernel.
+    args = (
+        M,
+        V,
+        delta,
+        eterms,
+        tab.order,
+        t0,
+        t1,
+        X0,
+        Pm,
+        rtol,
+        atol_arr,
+        ts,
+        stops,
+        ctrl,
+        bool(adaptive),
+        int(max_steps),
+        stride,
+        m,
+        rng,
+        cap1,
+        cap2,
+        X_save,
+        status,
+        stats,
+        t_end,
+    )
     if backend == "cpu":
         fh = _checked(_cpu_function(f, "rhs", "f"), "rhs", "f", t0, X0[0], Pm[0])
         gh = _checked(_cpu_function(g, "rhs", "g"), "rhs", "g", t0, X0[0], Pm[0])
-        _sde_ensemble_cpu(
-            fh.addresses,
-            gh.addresses,
-            M,
-            V,
-            delta,
-            eterms,
-            tab.order,
-            t0,
-            t1,
-            X0,
-            Pm,
-            rtol,
-            atol_arr,
-            ts,
-            stops,
-            ctrl,
-            bool(adaptive),
-            int(max_steps),
-            stride,
-            m,
-            rng,
-            cap1,
-            cap2,
-            X_save,
-            status,
-            stats,
-            t_end,
-        )
+        _sde_ensemble_cpu(fh.addresses, gh.addresses, *args)
     else:
-        fd = _cuda_function(f, "f")
-        gd = _cuda_function(g, "g")
-        cuda_kernels().sde_ensemble(
-            fd,
-            gd,
-            M,
-            V,
-            delta,
-            eterms,
-            tab.order,
-            t0,
-            t1,
-            X0,
-            Pm,
-            rtol,
-            atol_arr,
-            ts,
-            stops,
-            ctrl,
-            bool(adaptive),
-            int(max_steps),
-            stride,
-            m,
-            rng,
-            cap1,
-            cap2,
-            X_save,
-            status,
-            stats,
-            t_end,
-        )
+        cuda_kernels().sde_ensemble(_cuda_function(f, "f"), _cuda_function(g, "g"), *args)
     return EnsembleSolution(
         t=ts,
         y=X_save,

@@ -361,7 +361,7 @@ def _check_ptx():
     )
     out["reg"] = ptx(kernels.local_reg_kernel(lv_dev, lv_vjp_dev, 7, 2, 4), args)
     M, V, delta, eterms = pack_tableau(get_sde_tableau("sosri"))
-    args = kernels.sde_args(
+    args = (  # the SDE kernel's arguments, in order
         M,
         V,
         delta,

@@ -513,56 +513,6 @@ def local_reg_ensemble(
     )
 
 
-def sde_args(
-    M,
-    V,
-    delta,
-    error_terms,
-    order,
-    t0,
-    t1,
-    X0,
-    Pm,
-    rtol,
-    atol,
-    saveat,
-    stops,
-    ctrl,
-    adaptive,
-    max_steps,
-    stride,
-    rng,
-    X_save,
-    status,
-    stats,
-    t_end,
-):
-    return (
-        M,
-        V,
-        delta,
-        error_terms,
-        order,
-        t0,
-        t1,
-        X0,
-        Pm,
-        rtol,
-        atol,
-        saveat,
-        stops,
-        ctrl,
-        adaptive,
-        max_steps,
-        stride,
-        rng,
-        X_save,
-        status,
-        stats,
-        t_end,
-    )
-
-
 def sde_ensemble(
     f,
     g,
@@ -596,7 +546,7 @@ def sde_ensemble(
     _launch(
         kernel,
         X0.shape[0],
-        sde_args(
+        (
             M,
             V,
             delta,
