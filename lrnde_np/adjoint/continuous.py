@@ -35,7 +35,7 @@ from ..ode.rhs import as_compiled, check_user_function
 from ..ode.rk import dense_eval
 from ..ode.solve import check_max_steps, check_positive, control_array
 from ..tableaus import get_tableau
-from .discrete import AdjointResult, _cotangent_rows, require_recorded
+from .discrete import AdjointResult, _cotangent_rows, checked_vjp, require_recorded
 
 
 class AdjointSolveFailed(RuntimeError):
@@ -436,9 +436,8 @@ def backsolve_adjoint(
     _check_ready(sol)
     max_steps = check_max_steps(max_steps)
     fh = as_compiled(f, "rhs", "f")
-    vh = as_compiled(f_vjp, "vjp", "f_vjp")
     check_user_function(fh, "rhs", "f", sol.t_span[0], sol.y[0], sol.p)
-    check_user_function(vh, "vjp", "f_vjp", sol.t_span[0], sol.y[0], sol.p)
+    vh = checked_vjp(f_vjp, sol)
     n = sol.y.shape[1]
     p = sol.p
     tab = get_tableau(method or sol.method)
@@ -469,8 +468,7 @@ def interpolating_adjoint(
     _check_ready(sol)
     require_recorded(sol, "interpolating adjoint")
     max_steps = check_max_steps(max_steps)
-    vh = as_compiled(f_vjp, "vjp", "f_vjp")
-    check_user_function(vh, "vjp", "f_vjp", sol.t_span[0], sol.y[0], sol.p)
+    vh = checked_vjp(f_vjp, sol)
     n = sol.y.shape[1]
     p = sol.p
     tab = get_tableau(method or sol.method)
@@ -489,8 +487,7 @@ def quadrature_adjoint(f_vjp, sol, grad_y, rtol=1e-6, atol=1e-8, method=None, ma
     _check_ready(sol)
     require_recorded(sol, "quadrature adjoint")
     max_steps = check_max_steps(max_steps)
-    vh = as_compiled(f_vjp, "vjp", "f_vjp")
-    check_user_function(vh, "vjp", "f_vjp", sol.t_span[0], sol.y[0], sol.p)
+    vh = checked_vjp(f_vjp, sol)
     n = sol.y.shape[1]
     tab = get_tableau(method or sol.method)
     ctx = _interp_context(vh, sol, False)

@@ -181,6 +181,15 @@ def _per_step(name, g, n_steps):
     return arr, bool(np.any(arr != 0.0))
 
 
+def checked_vjp(f_vjp, sol):
+    """``f_vjp`` as a FunctionHandle, after its checked first call (``ode.rhs.check_user_function``) at the solve's
+    start time on a state of the solve: every adjoint guards the user's VJP the same way."""
+    vjp = as_compiled(f_vjp, "vjp", "f_vjp")
+    y = sol.y[0] if sol.y.ndim == 2 and sol.y.shape[0] else sol.steps.y[0]
+    check_user_function(vjp, "vjp", "f_vjp", sol.t_span[0], y, sol.p)
+    return vjp
+
+
 def require_recorded(sol, what):
     if sol.steps is None or sol.steps.K is None or sol.steps.y is None:
         raise ValueError(
@@ -206,8 +215,7 @@ def discrete_adjoint(sol, f_vjp, grad_y=None, grad_error=None, grad_stiffness=No
     The step sequence (t_j, h_j) is held fixed: this is the derivative of exactly the computed solution.
     """
     require_recorded(sol, "discrete adjoint")
-    vjp = as_compiled(f_vjp, "vjp", "f_vjp")
-    check_user_function(vjp, "vjp", "f_vjp", sol.t_span[0], sol.steps.y[0], sol.p)
+    vjp = checked_vjp(f_vjp, sol)
     steps = sol.steps
     n_steps = len(steps)
     g = _cotangent_rows(sol, grad_y)
